@@ -1,0 +1,141 @@
+"""The completion pipeline as plain Python: context → prompt → engine → post-processing.
+
+No LSP types here: the server's handlers and the ``complete`` CLI both call this core, so what the CLI
+prints is exactly what an editor would get.  ``prepare`` is cheap and runs on the event loop (it reads the
+live document); ``generate`` runs on the model worker and only touches immutable inputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lsp_server.context import CompletionContext, ContextBudget, build_context
+from lsp_server.documents import Document
+from lsp_server.postprocess import finalize, stop_reason
+from lsp_server.prompts import Prompt, build_prompt, render, strip_healed
+from lsp_server.settings import Settings
+from model_backend.engine import Engine, EngineError, GenerationRequest, GenerationResult
+from model_backend.loading import LoadedModel, LoadSpec, Progress, load
+from model_backend.tokenization import TokenizerError
+
+log = logging.getLogger(__name__)
+
+
+class NotReadyError(Exception):
+    """No model is loaded (still loading, or the load failed: the message says why)."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything the worker needs for one completion, computed on the event loop."""
+
+    ctx: CompletionContext
+    prompt: Prompt
+    max_new_tokens: int
+    deadline: float
+    context_ms: float
+    prompt_ms: float
+
+
+@dataclass
+class Outcome:
+    """A finished completion: the suggestion (None = nothing to show) and how it was made."""
+
+    text: str | None
+    raw: str
+    result: GenerationResult
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class CompletionCore:
+    """Owns the loaded model and its engine; one instance per server."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.loaded: LoadedModel | None = None
+        self.engine: Engine | None = None
+        self.load_error: str | None = None
+        self.last_prompt: dict[str, object] = {}
+
+    # -- model lifetime (worker thread) ----------------------------------------------------------
+    def load(self, progress: Progress | None = None) -> LoadedModel:
+        """Load the configured model and warm the engine up; raises ``ModelLoadError`` with the fix."""
+        s = self.settings
+        self.loaded, self.engine, self.load_error = None, None, None
+        loaded = load(LoadSpec(s.model, s.quantization, s.device, s.dtype, s.threads), progress)
+        engine = Engine(loaded.model, s.context_window, reuse_cache=s.cache_reuse)
+        if progress:
+            progress("warming up", 90)
+        engine.generate(GenerationRequest(prompt_ids=[loaded.tokenizer.bos_id] * 8, max_new_tokens=2, stop_ids=set()))
+        engine.reset()
+        self.loaded, self.engine = loaded, engine
+        return loaded
+
+    def apply_settings(self, settings: Settings) -> None:
+        """New settings for the next request (the caller reloads the model when needed)."""
+        self.settings = settings
+        if self.engine is not None:
+            self.engine.reuse_cache = settings.cache_reuse
+
+    # -- per request -----------------------------------------------------------------------------
+    def prepare(self, doc: Document, offset: int, now: float | None = None) -> Prepared:
+        """Context and prompt for a completion at ``offset`` (event loop; reads the live document)."""
+        if self.loaded is None:
+            raise NotReadyError(self.load_error or "the model is still loading")
+        tok = self.loaded.tokenizer
+        s = self.settings
+        t0 = time.perf_counter()
+        ctx = build_context(doc, offset, ContextBudget(s.prefix_tokens, s.suffix_tokens), tok.count)
+        t1 = time.perf_counter()
+        try:
+            prompt = build_prompt(tok, ctx.prefix, ctx.suffix, s.fim_mode)
+        except TokenizerError as exc:
+            raise NotReadyError(str(exc)) from exc
+        t2 = time.perf_counter()
+        deadline = (now if now is not None else time.monotonic()) + s.time_budget_ms / 1000
+        return Prepared(ctx, prompt, s.max_new_tokens, deadline, (t1 - t0) * 1e3, (t2 - t1) * 1e3)
+
+    def generate(self, prep: Prepared, cancel: threading.Event | None = None) -> Outcome:
+        """Run the model and post-process (worker thread)."""
+        if self.loaded is None or self.engine is None:
+            raise NotReadyError(self.load_error or "the model is still loading")
+        tok, engine = self.loaded.tokenizer, self.engine
+        self.last_prompt = {"mode": prep.prompt.mode, "ids": prep.prompt.ids, "healed": prep.prompt.healed,
+                            "text": render(tok, prep.prompt.ids)}
+        req = GenerationRequest(
+            prompt_ids=prep.prompt.ids,
+            max_new_tokens=prep.max_new_tokens,
+            stop_ids=tok.stop_ids(),
+            constrain=lambda ids: prep.prompt.allowed_ids(tok, ids),
+            should_stop=self._stop_rule(prep),
+            deadline=prep.deadline,
+            cancel=cancel,
+        )
+        try:
+            result = engine.generate(req)
+        except EngineError:
+            engine.reset()
+            raise
+        t0 = time.perf_counter()
+        raw = strip_healed(prep.prompt, tok.decode_middle(result.ids))
+        text = finalize(raw, prep.ctx) if raw is not None and result.stop != "cancelled" else None
+        timings = {
+            "context_ms": prep.context_ms, "prompt_ms": prep.prompt_ms, "prefill_ms": result.prefill_ms,
+            "decode_ms": result.decode_ms, "postprocess_ms": (time.perf_counter() - t0) * 1e3,
+        }
+        return Outcome(text, raw or "", result, timings)
+
+    def _stop_rule(self, prep: Prepared) -> Callable[[list[int]], bool]:
+        """Post-processing's early stop, on the text decoded so far (healed prefix removed)."""
+        assert self.loaded is not None
+        tok = self.loaded.tokenizer
+
+        def should_stop(ids: list[int]) -> bool:
+            text = strip_healed(prep.prompt, tok.decode_middle(ids))
+            return text is not None and stop_reason(text, prep.ctx)
+
+        return should_stop

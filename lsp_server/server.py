@@ -1,0 +1,316 @@
+"""LSP handlers: thin functions over ``CompletionCore``, documents and the scheduler.
+
+Each handler converts protocol types to plain values, calls one core function, and converts back.  Rules
+that hold for every handler: document-sync notifications never raise; every request gets an answer (an
+empty list when there is nothing to show, an LSP error with a clear message for bad input); model work
+never runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams, JsonRpcParseError
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
+
+from lsp_server.completion import CompletionCore, NotReadyError, Outcome
+from lsp_server.documents import Document, DocumentStore, PositionError, UnknownDocumentError
+from lsp_server.scheduling import Scheduler, Ticket
+from lsp_server.settings import Settings, needs_reload, parse_settings
+from lsp_server.stats import Stats
+from lsp_server.typeahead import TypeAhead
+from model_backend.engine import EngineError
+from model_backend.loading import ModelLoadError
+
+log = logging.getLogger(__name__)
+VERSION = "0.1.0"
+STATS = "codellama/stats"
+LAST_PROMPT = "codellama/lastPrompt"
+EMPTY = lsp.InlineCompletionList(items=[])
+
+
+class Protocol(LanguageServerProtocol):
+    """Answers requests whose params do not parse with InvalidParams instead of dropping them."""
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as exc:
+            if isinstance(data, dict) and "id" in data and "method" in data:
+                message = f"invalid params for {data.get('method')!r}: {exc.message or 'does not match the schema'}"
+                self._send_response(data["id"], error=JsonRpcInvalidParams(message).to_response_error())
+                return _Ignored()
+            raise
+
+
+class _Ignored:
+    """A message already answered; ``handle_message`` skips it (its jsonrpc tag does not match)."""
+
+    jsonrpc = "answered"
+
+
+class CodeLlamaServer(LanguageServer):
+    """The server object: state shared by the handlers."""
+
+    def __init__(self) -> None:
+        super().__init__("codellama-lsp", VERSION, protocol_cls=Protocol)
+        self.documents = DocumentStore()
+        self.core = CompletionCore(Settings())
+        self.scheduler = Scheduler()
+        self.stats = Stats()
+        self.typeahead = TypeAhead()
+        self.loading: asyncio.Future[Any] | None = None
+        self._shown_errors: set[str] = set()
+
+    # -- messages to the user ------------------------------------------------------------------
+    def tell(self, message: str, kind: lsp.MessageType = lsp.MessageType.Warning) -> None:
+        """Show a message once per distinct text (no repeated pop-ups) and always log it."""
+        log.log(logging.ERROR if kind == lsp.MessageType.Error else logging.WARNING, message)
+        if message in self._shown_errors:
+            return
+        self._shown_errors.add(message)
+        self.window_show_message(lsp.ShowMessageParams(type=kind, message=f"codellama-lsp: {message}"))
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """Malformed JSON gets a JSON-RPC parse error (id null); other stray errors are logged, not popped up."""
+        if isinstance(error, json.JSONDecodeError) or isinstance(error.__cause__, json.JSONDecodeError):
+            self.protocol._send_response(None, error=JsonRpcParseError(f"malformed JSON: {error}").to_response_error())
+            return
+        log.error("server error from %s: %s", getattr(source, "__name__", source), error)
+
+    # -- model loading -----------------------------------------------------------------------------
+    def start_loading(self) -> None:
+        """Load the model on the worker with ``$/progress``; errors become one clear message."""
+        token = str(uuid.uuid4())
+        progress_ok = self._progress_supported()
+        if progress_ok:
+            self.work_done_progress.create(token)
+            self.work_done_progress.begin(token, lsp.WorkDoneProgressBegin(title="codellama: loading model",
+                                                                           percentage=0, cancellable=False))
+        loop = asyncio.get_running_loop()
+
+        def progress(message: str, percent: int) -> None:
+            if progress_ok:
+                loop.call_soon_threadsafe(self.work_done_progress.report, token,
+                                          lsp.WorkDoneProgressReport(message=message, percentage=percent))
+
+        def job() -> str:
+            try:
+                loaded = self.core.load(progress)
+                return f"{loaded.name} on {loaded.device.type} ({loaded.load_ms:.0f} ms)"
+            except (ModelLoadError, EngineError) as exc:
+                self.core.load_error = f"model not loaded: {exc}"
+                raise
+
+        future = asyncio.wrap_future(self.scheduler.submit(job))
+        self.loading = future
+
+        def done(f: asyncio.Future[Any]) -> None:
+            error = f.exception()
+            message = f"model ready: {f.result()}" if error is None else str(self.core.load_error or error)
+            if progress_ok:
+                self.work_done_progress.end(token, lsp.WorkDoneProgressEnd(message=message))
+            if error is None:
+                log.info(message)
+            else:
+                self.tell(message, lsp.MessageType.Error)
+
+        future.add_done_callback(done)
+
+    def _progress_supported(self) -> bool:
+        window = self.client_capabilities.window
+        return bool(window and window.work_done_progress)
+
+    def update_settings(self, raw: Any) -> None:
+        """Validate and apply settings; reload the model when a model setting changed."""
+        new, problems = parse_settings(raw, self.core.settings)
+        for problem in problems:
+            self.tell(problem)
+        old = self.core.settings
+        self.core.apply_settings(new)
+        if needs_reload(old, new) and self.loading is not None:
+            self.start_loading()
+
+    # -- inline completion -------------------------------------------------------------------------
+    async def complete(self, params: lsp.InlineCompletionParams) -> lsp.InlineCompletionList:
+        """One inline-completion request, start to finish (see module docstring for the rules)."""
+        received = time.monotonic()
+        self.stats.requests += 1
+        if not self.core.settings.enabled:
+            return self._empty()
+        doc = self._document(params.text_document.uri)
+        offset = self._offset(doc, params.position)
+        before, after = doc.text[:offset], doc.text[offset:]
+        ticket = self.scheduler.ticket(doc.uri)
+        try:
+            rest = self.typeahead.lookup(doc.uri, before, after)
+            if rest is not None:
+                self.stats.typed_ahead_hits += 1
+                return self._answer(rest, params.position, received)
+            outcome = await self._run_model(doc, offset, ticket, received)
+            if outcome is None:
+                return self._empty()
+            if ticket.superseded or doc.version != self._version_now(doc):
+                self.stats.superseded += ticket.superseded
+                self.stats.stale += not ticket.superseded
+                return self._empty()
+            if outcome.text is None:
+                return self._empty()
+            self.typeahead.remember(doc.uri, before, after, outcome.text)
+            return self._answer(outcome.text, params.position, received)
+        except asyncio.CancelledError:
+            self.stats.cancelled += 1
+            raise
+        finally:
+            self.scheduler.release(ticket)
+
+    async def _run_model(self, doc: Document, offset: int, ticket: Ticket, received: float) -> Outcome | None:
+        """Prepare on the loop, generate on the worker; None when there is nothing to run."""
+        if self.loading is not None and not self.loading.done():
+            await asyncio.wait([self.loading])  # first request while loading: wait; a failure shows below
+        try:
+            prepared = self.core.prepare(doc, offset, now=received)
+        except NotReadyError as exc:
+            self.tell(str(exc), lsp.MessageType.Error)
+            return None
+        try:
+            outcome = await self.scheduler.run(ticket, lambda: self.core.generate(prepared, ticket.cancel))
+        except EngineError as exc:
+            self.stats.errors += 1
+            self.tell(f"completion failed: {exc}")
+            return None
+        if outcome is None:  # superseded before it started
+            self.stats.superseded += 1
+            return None
+        r = outcome.result
+        self.stats.record_generation(r.prompt_tokens, r.reused_tokens, r.prefilled_tokens, len(r.ids))
+        self.stats.last = {"uri": doc.uri, "mode": prepared.ctx.mode, "fim": prepared.prompt.mode, "stop": r.stop,
+                           "prompt_tokens": r.prompt_tokens, "reused_tokens": r.reused_tokens,
+                           **{k: round(v, 2) for k, v in outcome.timings.items()}}
+        log.info("completion %s", self.stats.last)
+        return outcome
+
+    def _answer(self, text: str, position: lsp.Position, received: float) -> lsp.InlineCompletionList:
+        self.stats.completions += 1
+        self.stats.latencies_ms.append((time.monotonic() - received) * 1e3)
+        where = lsp.Range(start=position, end=position)
+        return lsp.InlineCompletionList(items=[lsp.InlineCompletionItem(insert_text=text, range=where)])
+
+    def _empty(self) -> lsp.InlineCompletionList:
+        self.stats.empty += 1
+        return EMPTY
+
+    def _document(self, uri: str) -> Document:
+        try:
+            return self.documents.get(uri)
+        except UnknownDocumentError as exc:
+            raise JsonRpcInvalidParams(str(exc)) from exc
+
+    def _offset(self, doc: Document, position: lsp.Position) -> int:
+        try:
+            return doc.offset_at(position.line, position.character)
+        except PositionError as exc:
+            raise JsonRpcInvalidParams(str(exc)) from exc
+
+    def _version_now(self, doc: Document) -> int | None:
+        try:
+            return self.documents.get(doc.uri).version
+        except UnknownDocumentError:
+            return None
+
+
+SERVER = CodeLlamaServer()
+
+
+@SERVER.feature(lsp.INITIALIZE)
+def initialize(ls: CodeLlamaServer, params: lsp.InitializeParams) -> None:
+    """Read settings from ``initializationOptions``."""
+    ls.update_settings(params.initialization_options or {})
+
+
+@SERVER.feature(lsp.INITIALIZED)
+def initialized(ls: CodeLlamaServer, params: lsp.InitializedParams) -> None:
+    """Start loading the model in the background, with progress."""
+    ls.start_loading()
+
+
+@SERVER.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
+def did_change_configuration(ls: CodeLlamaServer, params: lsp.DidChangeConfigurationParams) -> None:
+    """Apply new settings; reload the model only if a model setting changed."""
+    ls.update_settings(params.settings)
+
+
+@SERVER.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
+def did_open(ls: CodeLlamaServer, params: lsp.DidOpenTextDocumentParams) -> None:
+    """Track the document and parse it."""
+    d = params.text_document
+    try:
+        ls.documents.open(d.uri, d.language_id, d.version, d.text)
+    except Exception:  # noqa: BLE001 - sync notifications never raise
+        log.exception("didOpen failed for %s", d.uri)
+
+
+@SERVER.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
+def did_change(ls: CodeLlamaServer, params: lsp.DidChangeTextDocumentParams) -> None:
+    """Apply incremental changes (the tree is edited, not re-parsed from scratch)."""
+    uri = params.text_document.uri
+    try:
+        for change in params.content_changes:
+            rng = getattr(change, "range", None)
+            span = None if rng is None else (rng.start.line, rng.start.character, rng.end.line, rng.end.character)
+            ls.documents.change(uri, span, change.text, params.text_document.version)
+    except Exception:  # noqa: BLE001 - sync notifications never raise
+        log.exception("didChange failed for %s", uri)
+
+
+@SERVER.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
+def did_close(ls: CodeLlamaServer, params: lsp.DidCloseTextDocumentParams) -> None:
+    """Forget the document."""
+    ls.documents.close(params.text_document.uri)
+    ls.typeahead.forget(params.text_document.uri)
+
+
+@SERVER.feature(lsp.TEXT_DOCUMENT_INLINE_COMPLETION, lsp.InlineCompletionOptions())
+async def inline_completion(ls: CodeLlamaServer, params: lsp.InlineCompletionParams) -> lsp.InlineCompletionList:
+    """Ghost text at the cursor."""
+    try:
+        return await ls.complete(params)
+    except (JsonRpcException, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        ls.stats.errors += 1
+        log.exception("inline completion failed")
+        raise JsonRpcInternalError(f"completion failed: {exc}") from exc
+
+
+@SERVER.feature(STATS)
+def stats(ls: CodeLlamaServer, params: Any) -> dict[str, Any]:
+    """Counters, cache reuse and latency percentiles."""
+    data = ls.stats.to_json()
+    loaded = ls.core.loaded
+    data["model"] = None if loaded is None else {
+        "name": loaded.name, "device": loaded.device.type, "dtype": str(loaded.dtype).removeprefix("torch."),
+        "quantization": loaded.quantization, "load_ms": round(loaded.load_ms, 1),
+    }
+    data["model_state"] = "ready" if loaded else ("error" if ls.core.load_error else "loading")
+    data["model_error"] = ls.core.load_error
+    return data
+
+
+@SERVER.feature(LAST_PROMPT)
+def last_prompt(ls: CodeLlamaServer, params: Any) -> dict[str, Any]:
+    """The exact prompt last sent to the model (ids and rendered text)."""
+    return dict(ls.core.last_prompt)
+
+
+@SERVER.feature(lsp.SHUTDOWN)
+def shutdown(ls: CodeLlamaServer, params: Any) -> None:
+    """Stop the worker (pending requests are cancelled)."""
+    ls.scheduler.shutdown()

@@ -1,0 +1,106 @@
+"""User settings: one dataclass with documented defaults, validated at the protocol edge.
+
+Settings arrive as ``initializationOptions`` and ``workspace/didChangeConfiguration`` in camelCase (VS Code
+style, optionally nested under ``"codellama"``); snake_case is accepted too.  A bad value never stops the
+server: it is reported (one message per problem) and the default is kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "quantization": ("none", "nf4"),
+    "device": ("auto", "cpu", "cuda"),
+    "dtype": ("auto", "float32", "bfloat16", "float16"),
+    "fim_mode": ("auto", "psm", "spm"),
+}
+RANGES: dict[str, tuple[int, int]] = {
+    "prefix_tokens": (16, 16000),
+    "suffix_tokens": (0, 8000),
+    "max_new_tokens": (1, 1024),
+    "time_budget_ms": (10, 120_000),
+    "context_window": (256, 131072),
+    "threads": (0, 256),
+}
+# Changing one of these means loading the model again; the rest apply to the next request.
+RELOAD_KEYS = frozenset({"model", "quantization", "device", "dtype", "context_window", "threads"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a user can configure.  See README "Settings" for the user-facing table."""
+
+    model: str | None = None  # folder or locally cached hub id; None = the embedded model
+    quantization: str = "none"  # "nf4": 4-bit weights through bitsandbytes (CUDA only)
+    device: str = "auto"  # auto = cuda when available, else cpu
+    dtype: str = "auto"  # auto = bfloat16 on cuda, float32 on cpu
+    fim_mode: str = "auto"  # auto = SPM with token healing (cache-friendly), PSM where healing cannot apply
+    prefix_tokens: int = 1500
+    suffix_tokens: int = 500
+    max_new_tokens: int = 64
+    time_budget_ms: int = 2000  # decoding stops after this long and shows what it has
+    context_window: int = 4096  # KV-cache length in tokens (prompt + suggestion)
+    cache_reuse: bool = True  # reuse the KV cache across requests (off only for benchmarks)
+    threads: int = 0  # CPU threads for torch; 0 = torch's default
+    enabled: bool = True
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)  # unknown keys, kept for logs
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _unwrap(raw: Any) -> dict[str, Any]:
+    """Accept ``{"codellama": {...}}`` (VS Code style) as well as the flat object."""
+    if not isinstance(raw, dict):
+        return {}
+    inner = raw.get("codellama")
+    return inner if isinstance(inner, dict) else raw
+
+
+def _check(name: str, value: Any, default: Any) -> str | None:
+    """Why ``value`` is not acceptable for ``name``, or None."""
+    if name in CHOICES:
+        if value not in CHOICES[name]:
+            return f"must be one of {', '.join(CHOICES[name])}"
+    elif isinstance(default, bool):
+        if not isinstance(value, bool):
+            return "must be true or false"
+    elif name in RANGES:
+        lo, hi = RANGES[name]
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            return f"must be a whole number from {lo} to {hi}"
+    elif name == "model" and value is not None and (not isinstance(value, str) or not value.strip()):
+        return "must be a folder path or a locally cached model id (or null for the embedded model)"
+    return None
+
+
+def parse_settings(raw: Any, base: Settings | None = None) -> tuple[Settings, list[str]]:
+    """Merge ``raw`` over ``base``; returns the settings and one message per rejected value."""
+    base = base or Settings()
+    known = {f.name: f for f in dataclasses.fields(Settings) if f.name != "extra"}
+    changes: dict[str, Any] = {}
+    problems: list[str] = []
+    extra: dict[str, Any] = {}
+    for key, value in _unwrap(raw).items():
+        name = _snake(key)
+        if name not in known:
+            extra[key] = value
+            continue
+        if name == "model" and value == "":
+            value = None
+        why = _check(name, value, getattr(base, name))
+        if why is None:
+            changes[name] = value
+        else:
+            problems.append(f"setting {key!r} = {value!r} ignored: {why} (keeping {getattr(base, name)!r})")
+    return dataclasses.replace(base, extra=extra, **changes), problems
+
+
+def needs_reload(old: Settings, new: Settings) -> bool:
+    """Whether moving from ``old`` to ``new`` requires loading the model again."""
+    return any(getattr(old, k) != getattr(new, k) for k in RELOAD_KEYS)

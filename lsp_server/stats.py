@@ -1,0 +1,53 @@
+"""Cumulative counters and latency percentiles for ``codellama/stats`` (what users ask: is the cache working?)."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+LATENCY_WINDOW = 1000  # percentiles over the most recent completions
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100) of ``values``; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+@dataclass
+class Stats:
+    """Counters since the server started.  Updated only on the event-loop thread."""
+
+    requests: int = 0  # inline-completion requests received
+    completions: int = 0  # answered with a non-empty suggestion
+    empty: int = 0  # answered with nothing to show (post-processing dropped it, model not ready, ...)
+    cancelled: int = 0  # $/cancelRequest from the client
+    superseded: int = 0  # a newer request for the same document replaced this one
+    stale: int = 0  # the document changed while computing; the result was dropped
+    typed_ahead_hits: int = 0  # answered from the previous suggestion without the model
+    errors: int = 0
+    prompt_tokens: int = 0
+    reused_tokens: int = 0  # prompt tokens whose keys/values came from the cache
+    prefilled_tokens: int = 0  # prompt tokens that had to be computed
+    generated_tokens: int = 0
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+    last: dict[str, Any] = field(default_factory=dict)  # the last request's per-stage timings
+
+    def record_generation(self, prompt: int, reused: int, prefilled: int, generated: int) -> None:
+        self.prompt_tokens += prompt
+        self.reused_tokens += reused
+        self.prefilled_tokens += prefilled
+        self.generated_tokens += generated
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``codellama/stats`` answer: counters plus latency p50/p95 over recent completions."""
+        data = asdict(self)
+        lat = list(data.pop("latencies_ms"))
+        data["latency_ms_p50"] = percentile(lat, 50)
+        data["latency_ms_p95"] = percentile(lat, 95)
+        data["latency_samples"] = len(lat)
+        return data

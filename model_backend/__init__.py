@@ -1,0 +1,1 @@
+"""Model side of codellama-lsp: loading, tokenisation, the generation engine and the embedded model."""

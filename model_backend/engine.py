@@ -1,0 +1,222 @@
+"""The generation engine: a greedy decode loop with a KV cache that survives from keystroke to keystroke.
+
+Why our own loop and not ``generate()``: a completion server sends almost the same prompt on every
+keystroke.  We remember the token ids whose keys/values sit in the cache, reuse the longest common
+prefix with the next prompt, run only the new tail as one batched prefill, then decode greedily, checking
+the caller's stop rules, a time budget and a cancel flag after every token.
+
+Why our own forward over the model's modules: Hugging Face's generic forward spends ~13 ms per token of
+Python on mask building, cache bookkeeping and checks (measured in ``shared/docs/MEASURED.md``), which
+dwarfs the arithmetic of a small model.  ``LlamaRunner`` calls the checkpoint's own modules (embeddings,
+norms, projections, MLP: so 4-bit bitsandbytes layers work unchanged) and does only attention and the
+cache itself, gpt-fast style: one fixed buffer per layer, written by position.  Reuse = keep the first N
+positions and overwrite the rest, which is also what a static (CUDA-graph friendly) cache needs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+StopReason = Literal["eos", "rule", "max_tokens", "time", "cancelled", "context"]
+
+
+class EngineError(Exception):
+    """The request cannot run on this model (too long, unsupported architecture)."""
+
+
+@dataclass
+class GenerationRequest:
+    """One greedy completion: the prompt and everything that may end it early."""
+
+    prompt_ids: list[int]
+    max_new_tokens: int
+    stop_ids: set[int]
+    constrain: Callable[[list[int]], list[int] | None] | None = None  # ids allowed next, given ids so far (healing)
+    should_stop: Callable[[list[int]], bool] | None = None  # post-processing rules, on the ids so far
+    deadline: float | None = None  # time.monotonic() after which decoding stops
+    cancel: threading.Event | None = None
+
+
+@dataclass
+class GenerationResult:
+    """Generated ids (stop token excluded) and what the cache saved."""
+
+    ids: list[int]
+    stop: StopReason
+    prompt_tokens: int
+    reused_tokens: int
+    prefilled_tokens: int
+    prefill_ms: float
+    decode_ms: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class KVCache:
+    """Fixed key/value buffers, one pair per layer: ``[1, kv_heads, max_len, head_dim]``."""
+
+    def __init__(self, layers: int, kv_heads: int, head_dim: int, max_len: int, dtype: torch.dtype,
+                 device: torch.device) -> None:
+        shape = (1, kv_heads, max_len, head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.max_len = max_len
+
+    def update(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write ``k, v [1, kv, S, hd]`` at positions start.. and return all valid keys/values so far."""
+        end = start + k.shape[2]
+        self.k[layer][:, :, start:end] = k
+        self.v[layer][:, :, start:end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """Llama's rotary embedding pairs dimension i with i + head_dim/2."""
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class LlamaRunner:
+    """A lean forward pass over a Hugging Face ``LlamaForCausalLM``'s own modules, with our KV cache."""
+
+    def __init__(self, model: nn.Module, max_len: int) -> None:
+        config = model.config
+        if getattr(config, "model_type", None) != "llama":
+            raise EngineError(
+                f"unsupported architecture {getattr(config, 'model_type', '?')!r}: the engine runs Llama-family "
+                "checkpoints (Code Llama)"
+            )
+        self.model = model
+        self.inner = model.model
+        self.n_heads: int = config.num_attention_heads
+        self.n_kv: int = config.num_key_value_heads or self.n_heads
+        self.head_dim: int = getattr(config, "head_dim", None) or config.hidden_size // self.n_heads
+        self.max_len = min(max_len, config.max_position_embeddings)
+        self.device = self.inner.embed_tokens.weight.device
+        dtype = self.inner.embed_tokens.weight.dtype
+        self.cache = KVCache(len(self.inner.layers), self.n_kv, self.head_dim, self.max_len, dtype, self.device)
+
+    @torch.inference_mode()
+    def forward(self, ids: list[int], start: int) -> torch.Tensor:
+        """Run ``ids`` at positions start.. (writing the cache); return the last position's logits ``[V]``."""
+        n = len(ids)
+        tokens = torch.tensor([ids], dtype=torch.long, device=self.device)  # [1, S]
+        positions = torch.arange(start, start + n, device=self.device).unsqueeze(0)  # [1, S]
+        x = self.inner.embed_tokens(tokens)  # [1, S, D]
+        cos, sin = self.inner.rotary_emb(x, positions)  # [1, S, hd] each
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # broadcast over heads
+        mask = self._mask(start, n)
+        for i, layer in enumerate(self.inner.layers):
+            x = x + self._attention(i, layer.self_attn, layer.input_layernorm(x), cos, sin, start, mask)
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        last = self.inner.norm(x[:, -1, :])  # [1, D]
+        return self.model.lm_head(last)[0].float()  # [V]
+
+    def _attention(self, i: int, attn: nn.Module, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                   start: int, mask: torch.Tensor | None) -> torch.Tensor:
+        n = h.shape[1]
+        q = attn.q_proj(h).view(1, n, self.n_heads, self.head_dim).transpose(1, 2)  # [1, H, S, hd]
+        k = attn.k_proj(h).view(1, n, self.n_kv, self.head_dim).transpose(1, 2)  # [1, KV, S, hd]
+        v = attn.v_proj(h).view(1, n, self.n_kv, self.head_dim).transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        keys, values = self.cache.update(i, start, k, v)  # [1, KV, start+S, hd]
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=self.n_kv != self.n_heads)
+        return attn.o_proj(out.transpose(1, 2).reshape(1, n, self.n_heads * self.head_dim))
+
+    def _mask(self, start: int, n: int) -> torch.Tensor | None:
+        """Causal mask for a block of n new queries after ``start`` cached keys (None for one query)."""
+        if n == 1:
+            return None
+        rows = torch.arange(start, start + n, device=self.device).unsqueeze(1)
+        cols = torch.arange(start + n, device=self.device).unsqueeze(0)
+        return cols <= rows  # [S, start+S], True = may attend
+
+
+def common_prefix_len(a: list[int], b: list[int]) -> int:
+    """Length of the longest common prefix of two id lists."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+class Engine:
+    """Greedy decoding with prefix reuse.  Not thread-safe: one model worker owns it."""
+
+    def __init__(self, model: nn.Module, max_context: int, reuse_cache: bool = True) -> None:
+        self.runner = LlamaRunner(model, max_context)
+        self.reuse_cache = reuse_cache
+        self.cached_ids: list[int] = []  # ids whose keys/values are valid in the cache, in order
+
+    @property
+    def max_context(self) -> int:
+        return self.runner.max_len
+
+    def generate(self, req: GenerationRequest) -> GenerationResult:
+        """Prefill what the cache lacks, then decode greedily until a stop condition."""
+        prompt = req.prompt_ids
+        if not prompt:
+            raise EngineError("empty prompt")
+        if len(prompt) + 1 > self.max_context:
+            raise EngineError(f"prompt of {len(prompt)} tokens does not fit the context of {self.max_context}")
+        t0 = time.perf_counter()
+        reused = common_prefix_len(self.cached_ids, prompt) if self.reuse_cache else 0
+        reused = min(reused, len(prompt) - 1)  # at least one token must run to produce logits
+        self.cached_ids = list(prompt[:reused])  # everything after `reused` gets overwritten
+        logits = self.runner.forward(prompt[reused:], reused)
+        self.cached_ids = list(prompt)
+        t1 = time.perf_counter()
+        ids, stop = self._decode(req, logits)
+        t2 = time.perf_counter()
+        return GenerationResult(
+            ids=ids, stop=stop, prompt_tokens=len(prompt), reused_tokens=reused,
+            prefilled_tokens=len(prompt) - reused, prefill_ms=(t1 - t0) * 1e3, decode_ms=(t2 - t1) * 1e3,
+        )
+
+    def _decode(self, req: GenerationRequest, logits: torch.Tensor) -> tuple[list[int], StopReason]:
+        """Pick tokens greedily; feed each back (cache grows by one per step) until something stops it."""
+        out: list[int] = []
+        while True:
+            token = self._pick(logits, req.constrain(out) if req.constrain is not None else None)
+            if token in req.stop_ids:
+                return out, "eos"
+            out.append(token)
+            reason = self._stop_after(req, out)
+            if reason is not None:
+                return out, reason
+            logits = self.runner.forward([token], len(self.cached_ids))
+            self.cached_ids.append(token)
+
+    def _stop_after(self, req: GenerationRequest, out: list[int]) -> StopReason | None:
+        if req.should_stop is not None and req.should_stop(out):
+            return "rule"
+        if len(out) >= req.max_new_tokens:
+            return "max_tokens"
+        if req.cancel is not None and req.cancel.is_set():
+            return "cancelled"
+        if req.deadline is not None and time.monotonic() >= req.deadline:
+            return "time"
+        if len(self.cached_ids) + 1 >= self.max_context:
+            return "context"
+        return None
+
+    @staticmethod
+    def _pick(logits: torch.Tensor, allowed: list[int] | None) -> int:
+        """Greedy choice, restricted to ``allowed`` ids while token healing constrains the answer."""
+        if allowed:
+            index = torch.tensor(allowed, dtype=torch.long, device=logits.device)
+            return int(index[int(torch.argmax(logits[index]))])
+        return int(torch.argmax(logits))
+
+    def reset(self) -> None:
+        """Forget the cache (e.g. after an error mid-forward)."""
+        self.cached_ids = []
