@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> None:
 def _logging(level: str, log_file: str | None) -> None:
     """Logs go to stderr or a file, never stdout (stdout carries the protocol)."""
     handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
-    logging.basicConfig(level=level.upper(), handlers=[handler], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level.upper(), handlers=[handler],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pygls").setLevel(logging.WARNING)  # it logs every message body at INFO
 
 

@@ -81,7 +81,8 @@ class CodeLlamaServer(LanguageServer):
     def report_server_error(self, error: Exception, source: Any) -> None:
         """Malformed JSON gets a JSON-RPC parse error (id null); other stray errors are logged, not popped up."""
         if isinstance(error, json.JSONDecodeError) or isinstance(error.__cause__, json.JSONDecodeError):
-            self.protocol._send_response(None, error=JsonRpcParseError(f"malformed JSON: {error}").to_response_error())
+            error_response = JsonRpcParseError(f"malformed JSON: {error}").to_response_error()
+            self.protocol._send_response(None, error=error_response)  # type: ignore[arg-type]  # id null per JSON-RPC
             return
         log.error("server error from %s: %s", getattr(source, "__name__", source), error)
 
@@ -253,7 +254,7 @@ def did_open(ls: CodeLlamaServer, params: lsp.DidOpenTextDocumentParams) -> None
     d = params.text_document
     try:
         ls.documents.open(d.uri, d.language_id, d.version, d.text)
-    except Exception:  # noqa: BLE001 - sync notifications never raise
+    except Exception:
         log.exception("didOpen failed for %s", d.uri)
 
 
@@ -266,7 +267,7 @@ def did_change(ls: CodeLlamaServer, params: lsp.DidChangeTextDocumentParams) -> 
             rng = getattr(change, "range", None)
             span = None if rng is None else (rng.start.line, rng.start.character, rng.end.line, rng.end.character)
             ls.documents.change(uri, span, change.text, params.text_document.version)
-    except Exception:  # noqa: BLE001 - sync notifications never raise
+    except Exception:
         log.exception("didChange failed for %s", uri)
 
 

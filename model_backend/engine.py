@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -83,53 +83,113 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-class LlamaRunner:
-    """A lean forward pass over a Hugging Face ``LlamaForCausalLM``'s own modules, with our KV cache."""
+def fuse_linears(modules: list[Any]) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """One matmul for several bias-free ``nn.Linear`` reading the same input (q/k/v; gate/up).
 
-    def __init__(self, model: nn.Module, max_len: int) -> None:
+    The modules' weights become views into the fused tensor, so no memory is duplicated.  Returns None
+    for anything else (e.g. bitsandbytes 4-bit layers), which then run one by one.
+    """
+    if not all(type(m) is nn.Linear and m.bias is None for m in modules):
+        return None
+    fused = torch.cat([m.weight.detach() for m in modules])  # [sum(out), in]
+    row = 0
+    for m in modules:
+        rows = m.weight.shape[0]
+        m.weight = nn.Parameter(fused[row:row + rows], requires_grad=False)
+        row += rows
+    return lambda h: F.linear(h, fused)
+
+
+class Layer:
+    """One decoder layer's weights, arranged for the fewest calls per token."""
+
+    def __init__(self, layer: Any) -> None:  # a transformers LlamaDecoderLayer (attributes are dynamic)
+        attn, mlp = layer.self_attn, layer.mlp
+        self.attn_norm = (layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon)
+        self.mlp_norm = (layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon)
+        projections = [attn.q_proj, attn.k_proj, attn.v_proj]
+        self.qkv = fuse_linears(projections) or (lambda h: torch.cat([p(h) for p in projections], dim=-1))
+        self.gate_up = fuse_linears([mlp.gate_proj, mlp.up_proj]) or (
+            lambda h: torch.cat([mlp.gate_proj(h), mlp.up_proj(h)], dim=-1))
+        self.o_proj: Callable[[torch.Tensor], torch.Tensor] = attn.o_proj
+        self.down_proj: Callable[[torch.Tensor], torch.Tensor] = mlp.down_proj
+        self.ffn: int = mlp.gate_proj.out_features
+
+
+class LlamaRunner:
+    """A lean forward pass over a Hugging Face ``LlamaForCausalLM``'s weights, with our KV cache.
+
+    Per token and layer: norm, one q/k/v matmul, rotary, cache write, attention, output matmul, norm, one
+    gate/up matmul, SiLU-gate, down matmul: about 20 tensor ops instead of the generic forward's ~60.
+    """
+
+    def __init__(self, model: Any, max_len: int) -> None:  # a transformers LlamaForCausalLM
         config = model.config
         if getattr(config, "model_type", None) != "llama":
             raise EngineError(
                 f"unsupported architecture {getattr(config, 'model_type', '?')!r}: the engine runs Llama-family "
                 "checkpoints (Code Llama)"
             )
+        if getattr(config, "hidden_act", "silu") != "silu" or getattr(config, "attention_bias", False):
+            raise EngineError("unsupported Llama variant (needs SiLU MLP and bias-free attention)")
         self.model = model
-        self.inner = model.model
+        inner = model.model
         self.n_heads: int = config.num_attention_heads
         self.n_kv: int = config.num_key_value_heads or self.n_heads
         self.head_dim: int = getattr(config, "head_dim", None) or config.hidden_size // self.n_heads
         self.max_len = min(max_len, config.max_position_embeddings)
-        self.device = self.inner.embed_tokens.weight.device
-        dtype = self.inner.embed_tokens.weight.dtype
-        self.cache = KVCache(len(self.inner.layers), self.n_kv, self.head_dim, self.max_len, dtype, self.device)
+        self.device: torch.device = inner.embed_tokens.weight.device
+        self.weight_dtype: torch.dtype = inner.embed_tokens.weight.dtype
+        # On CPU, half-precision weights halve the bytes read per token (decode is memory-bound there) but
+        # half-precision attention and norms are slow: activations and the cache stay float32.
+        self.act_dtype = torch.float32 if self.device.type == "cpu" else self.weight_dtype
+        self.layers = [Layer(layer) for layer in inner.layers]
+        self.embed: Callable[[torch.Tensor], torch.Tensor] = inner.embed_tokens
+        self.lm_head: Callable[[torch.Tensor], torch.Tensor] = model.lm_head
+        self.final_norm: tuple[torch.Tensor, float] = (inner.norm.weight, inner.norm.variance_epsilon)
+        self.cos, self.sin = self._rope_tables(inner.rotary_emb)
+        self.cache = KVCache(len(self.layers), self.n_kv, self.head_dim, self.max_len, self.act_dtype, self.device)
+
+    def _rope_tables(self, rotary: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin for every position, computed once by the model's own rotary module (scaling included)."""
+        with torch.inference_mode():
+            probe = torch.zeros(1, 1, dtype=torch.float32, device=self.device)
+            cos, sin = rotary(probe, torch.arange(self.max_len, device=self.device).unsqueeze(0))
+        return cos[0].to(self.act_dtype), sin[0].to(self.act_dtype)  # [max_len, hd]
+
+    def _norm(self, x: torch.Tensor, norm: tuple[torch.Tensor, float]) -> torch.Tensor:
+        weight, eps = norm
+        return F.rms_norm(x, (x.shape[-1],), weight.to(x.dtype), eps)
+
+    def _w(self, module: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor) -> torch.Tensor:
+        """Apply weights: inputs in the weights' dtype, output back in the activations' dtype."""
+        return module(h.to(self.weight_dtype)).to(self.act_dtype)
 
     @torch.inference_mode()
     def forward(self, ids: list[int], start: int) -> torch.Tensor:
         """Run ``ids`` at positions start.. (writing the cache); return the last position's logits ``[V]``."""
         n = len(ids)
         tokens = torch.tensor([ids], dtype=torch.long, device=self.device)  # [1, S]
-        positions = torch.arange(start, start + n, device=self.device).unsqueeze(0)  # [1, S]
-        x = self.inner.embed_tokens(tokens)  # [1, S, D]
-        cos, sin = self.inner.rotary_emb(x, positions)  # [1, S, hd] each
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # broadcast over heads
+        x = self.embed(tokens).to(self.act_dtype)  # [1, S, D]
+        cos, sin = self.cos[start:start + n], self.sin[start:start + n]  # [S, hd], broadcast over heads
         mask = self._mask(start, n)
-        for i, layer in enumerate(self.inner.layers):
-            x = x + self._attention(i, layer.self_attn, layer.input_layernorm(x), cos, sin, start, mask)
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
-        last = self.inner.norm(x[:, -1, :])  # [1, D]
-        return self.model.lm_head(last)[0].float()  # [V]
+        for i, layer in enumerate(self.layers):
+            x = x + self._attention(i, layer, self._norm(x, layer.attn_norm), cos, sin, start, mask)
+            gate, up = self._w(layer.gate_up, self._norm(x, layer.mlp_norm)).split(layer.ffn, dim=-1)
+            x = x + self._w(layer.down_proj, F.silu(gate) * up)
+        last = self._norm(x[:, -1, :], self.final_norm)  # [1, D]
+        return self._w(self.lm_head, last)[0].float()  # [V]
 
-    def _attention(self, i: int, attn: nn.Module, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+    def _attention(self, i: int, layer: Layer, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                    start: int, mask: torch.Tensor | None) -> torch.Tensor:
-        n = h.shape[1]
-        q = attn.q_proj(h).view(1, n, self.n_heads, self.head_dim).transpose(1, 2)  # [1, H, S, hd]
-        k = attn.k_proj(h).view(1, n, self.n_kv, self.head_dim).transpose(1, 2)  # [1, KV, S, hd]
-        v = attn.v_proj(h).view(1, n, self.n_kv, self.head_dim).transpose(1, 2)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
+        n, hd = h.shape[1], self.head_dim
+        qkv = self._w(layer.qkv, h).view(1, n, self.n_heads + 2 * self.n_kv, hd).transpose(1, 2)  # [1, H+2KV, S, hd]
+        qk, v = qkv[:, : self.n_heads + self.n_kv], qkv[:, self.n_heads + self.n_kv:]
+        qk = qk * cos + rotate_half(qk) * sin  # rotary on queries and keys at once
+        q, k = qk[:, : self.n_heads], qk[:, self.n_heads:]
         keys, values = self.cache.update(i, start, k, v)  # [1, KV, start+S, hd]
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=self.n_kv != self.n_heads)
-        return attn.o_proj(out.transpose(1, 2).reshape(1, n, self.n_heads * self.head_dim))
+        return self._w(layer.o_proj, out.transpose(1, 2).reshape(1, n, self.n_heads * hd))
 
     def _mask(self, start: int, n: int) -> torch.Tensor | None:
         """Causal mask for a block of n new queries after ``start`` cached keys (None for one query)."""
@@ -152,7 +212,7 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
 class Engine:
     """Greedy decoding with prefix reuse.  Not thread-safe: one model worker owns it."""
 
-    def __init__(self, model: nn.Module, max_context: int, reuse_cache: bool = True) -> None:
+    def __init__(self, model: Any, max_context: int, reuse_cache: bool = True) -> None:
         self.runner = LlamaRunner(model, max_context)
         self.reuse_cache = reuse_cache
         self.cached_ids: list[int] = []  # ids whose keys/values are valid in the cache, in order

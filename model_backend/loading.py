@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch import nn
 
 from model_backend.embedded import WEIGHTS_DIR
 from model_backend.tokenization import CodeLlamaTokenizer, TokenizerError, load_tokenizer
@@ -41,7 +41,7 @@ class LoadSpec:
 class LoadedModel:
     """A model ready for the engine, with what the server reports about it."""
 
-    model: nn.Module
+    model: Any  # a transformers LlamaForCausalLM
     tokenizer: CodeLlamaTokenizer
     name: str
     path: Path
@@ -76,7 +76,7 @@ def _from_hub_cache(repo_id: str) -> Path | None:
 
     try:
         return Path(snapshot_download(repo_id, local_files_only=True))
-    except Exception:  # noqa: BLE001 - any failure means "not cached"
+    except Exception:
         return None
 
 
@@ -92,7 +92,8 @@ def pick_device(device: str, quantization: str) -> torch.device:
                 "quantization 'nf4' needs a CUDA GPU (bitsandbytes 4-bit kernels); set quantization to 'none' on CPU"
             )
         if importlib.util.find_spec("bitsandbytes") is None:
-            raise ModelLoadError("quantization 'nf4' needs bitsandbytes: `pip install bitsandbytes` in the server's venv")
+            raise ModelLoadError(
+                "quantization 'nf4' needs bitsandbytes: `pip install bitsandbytes` in the server's venv")
     return chosen
 
 
@@ -131,25 +132,29 @@ def load(spec: LoadSpec, progress: Progress | None = None) -> LoadedModel:
                        (time.perf_counter() - t0) * 1e3)
 
 
-def _read_config(path: Path) -> dict[str, object]:
+def _read_config(path: Path) -> dict[str, Any]:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ModelLoadError(f"{path} has no config.json: not a Hugging Face checkpoint folder")
     try:
-        config: dict[str, object] = json.loads(config_file.read_text())
+        config: dict[str, Any] = json.loads(config_file.read_text())
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot read {config_file}: {exc}") from exc
     if config.get("model_type") != "llama":
         raise ModelLoadError(
-            f"{path} holds a {config.get('model_type')!r} model; this server runs Llama-architecture models (Code Llama)"
+            f"{path} holds a {config.get('model_type')!r} model; "
+            "this server runs Llama-architecture models (Code Llama)"
         )
     return config
 
 
-def _load_weights(path: Path, device: torch.device, dtype: torch.dtype, quantization: str) -> nn.Module:
+def _load_weights(path: Path, device: torch.device, dtype: torch.dtype, quantization: str) -> Any:
     from transformers import LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
 
-    kwargs: dict[str, object] = {"dtype": dtype, "local_files_only": True}
+    hf_logging.disable_progress_bar()  # stderr is our log, not a terminal
+
+    kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
     if quantization == "nf4":
         from transformers import BitsAndBytesConfig
 
@@ -158,8 +163,8 @@ def _load_weights(path: Path, device: torch.device, dtype: torch.dtype, quantiza
         )
         kwargs["device_map"] = {"": device.index or 0}
     try:
-        model = LlamaForCausalLM.from_pretrained(str(path), **kwargs)
-    except Exception as exc:  # noqa: BLE001 - transformers raises many types; the user needs the text
+        model: Any = LlamaForCausalLM.from_pretrained(str(path), **kwargs)
+    except Exception as exc:
         raise ModelLoadError(f"loading weights from {path} failed: {exc}") from exc
     if quantization != "nf4":
         model = model.to(device)

@@ -9,8 +9,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from model_backend.embedded import WEIGHTS_DIR  # noqa: E402
-from model_backend.tokenization import CodeLlamaTokenizer, load_tokenizer  # noqa: E402
+from model_backend.embedded import WEIGHTS_DIR
+from model_backend.tokenization import CodeLlamaTokenizer, load_tokenizer
 
 
 @pytest.fixture(scope="session")

@@ -54,7 +54,7 @@ def test_edit_in_the_middle_reuses_the_common_prefix(model: LlamaForCausalLM) ->
     prompt = torch.randint(3, 512, (100,)).tolist()
     engine = Engine(model, 1024)
     greedy(engine, prompt)
-    edited = prompt[:60] + [7] + prompt[61:]
+    edited = [*prompt[:60], 7, *prompt[61:]]
     result = engine.generate(GenerationRequest(prompt_ids=edited, max_new_tokens=5, stop_ids=set()))
     assert result.reused_tokens == 60
     assert result.ids == greedy(Engine(model, 1024), edited, 5)

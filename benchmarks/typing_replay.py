@@ -1,0 +1,170 @@
+"""Typing replay over real LSP: type a function character by character, ask for a completion after each key.
+
+Starts the real server (``python -m lsp_server``) with the configured model, opens a realistic Python file,
+types ``FUNCTION`` at the end of it one character at a time (an incremental ``didChange`` per key, like an
+editor), sends ``textDocument/inlineCompletion`` after each key and waits for the answer.  Runs the replay
+with KV-cache reuse on and off in the same run, and reports per variant: keystroke→suggestion latency
+p50/p95 (client-side wall clock), prompt tokens computed per keystroke, and the server's own overhead
+(round trip minus the engine's prefill+decode time, from ``codellama/stats``).  A last variant types into
+a 5,000-line file to measure that overhead where documents are big.
+
+    python -m benchmarks.typing_replay [--model DIR] [--repeats 2] [--json benchmarks/results/typing.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types as lsp
+from pygls.lsp.client import LanguageClient
+
+HERE = Path(__file__).parent
+CONTEXT_FILE = HERE / "data" / "inventory.py"
+FUNCTION = '''
+
+def restock_report(items, threshold=5):
+    """Return the names of items whose stock is below the threshold."""
+    low = [item.name for item in items if item.stock < threshold]
+    return sorted(low)
+'''
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def utf16_position(text: str) -> lsp.Position:
+    line = text.count("\n")
+    col = len(text[text.rfind("\n") + 1:].encode("utf-16-le")) // 2
+    return lsp.Position(line=line, character=col)
+
+
+def plain(obj: Any) -> Any:
+    """Custom responses arrive as namedtuples: back to dicts."""
+    if hasattr(obj, "_asdict"):
+        return {k: plain(v) for k, v in obj._asdict().items()}
+    return obj
+
+
+async def stats(client: LanguageClient) -> dict[str, Any]:
+    result: dict[str, Any] = plain(await client.protocol.send_request_async("codellama/stats", {}))
+    return result
+
+
+def big_file(base: str, lines: int) -> str:
+    """``base`` repeated (functions renamed per copy) until it has ``lines`` lines."""
+    copies: list[str] = []
+    n = 0
+    while n < lines:
+        copies.append(base.replace("def ", f"def v{len(copies)}_"))
+        n += base.count("\n")
+    return "".join(copies)
+
+
+async def replay(client: LanguageClient, uri: str, base: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """Type FUNCTION after ``base``; one completion per keystroke."""
+    client.workspace_did_change_configuration(lsp.DidChangeConfigurationParams(settings=settings))
+    client.text_document_did_open(lsp.DidOpenTextDocumentParams(
+        text_document=lsp.TextDocumentItem(uri=uri, language_id="python", version=0, text=base)))
+    text = base
+    latencies, prefilled, overhead, stages, shown = [], [], [], [], 0
+    for version, ch in enumerate(FUNCTION, start=1):
+        pos = utf16_position(text)
+        text += ch
+        client.text_document_did_change(lsp.DidChangeTextDocumentParams(
+            text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[lsp.TextDocumentContentChangePartial(range=lsp.Range(start=pos, end=pos), text=ch)]))
+        before = await stats(client)
+        t0 = time.perf_counter()
+        result = await client.text_document_inline_completion_async(lsp.InlineCompletionParams(
+            text_document=lsp.TextDocumentIdentifier(uri=uri), position=utf16_position(text),
+            context=lsp.InlineCompletionContext(trigger_kind=lsp.InlineCompletionTriggerKind.Automatic)))
+        elapsed = (time.perf_counter() - t0) * 1e3
+        after = await stats(client)
+        latencies.append(elapsed)
+        shown += isinstance(result, lsp.InlineCompletionList) and bool(result.items)
+        if after["generated_tokens"] != before["generated_tokens"]:  # the model ran (not a typed-ahead hit)
+            prefilled.append(after["prefilled_tokens"] - before["prefilled_tokens"])
+            last = after["last"]
+            overhead.append(elapsed - last["prefill_ms"] - last["decode_ms"])
+            stages.append(last["context_ms"] + last["prompt_ms"])
+    client.text_document_did_close(lsp.DidCloseTextDocumentParams(text_document=lsp.TextDocumentIdentifier(uri=uri)))
+    return {
+        "keystrokes": len(FUNCTION), "suggestions_shown": shown,
+        "latency_ms_p50": round(percentile(latencies, 50), 1), "latency_ms_p95": round(percentile(latencies, 95), 1),
+        "prefilled_tokens_per_keystroke_mean": round(statistics.mean(prefilled[1:]), 2) if len(prefilled) > 1 else None,
+        "first_request_prefilled_tokens": prefilled[0] if prefilled else None,
+        "server_overhead_ms_p50": round(percentile(overhead, 50), 2) if overhead else None,
+        "context_and_prompt_ms_p50": round(percentile(stages, 50), 2) if stages else None,
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    base = CONTEXT_FILE.read_text()
+    client = LanguageClient("typing-replay", "0")
+    await client.start_io(sys.executable, "-m", "lsp_server", "--log-level", "warning")
+    options: dict[str, Any] = {"timeBudgetMs": 10_000}
+    if args.model:
+        options["model"] = args.model
+    await client.initialize_async(lsp.InitializeParams(capabilities=lsp.ClientCapabilities(),
+                                                       initialization_options=options))
+    client.initialized(lsp.InitializedParams())
+    variants: dict[str, tuple[str, dict[str, Any]]] = {
+        "cache_reuse_on": (base, {"cacheReuse": True}),
+        "cache_reuse_off": (base, {"cacheReuse": False}),
+        "overhead_5000_lines": (big_file(base, 5000), {"cacheReuse": True, "maxNewTokens": 1}),
+    }
+    results: dict[str, list[dict[str, Any]]] = {key: [] for key in variants}
+    for r in range(args.repeats):
+        for key, (text, settings) in variants.items():
+            settings = {"cacheReuse": True, "maxNewTokens": 64, **settings}
+            results[key].append(await replay(client, f"file:///bench/replay_{r}_{key}.py", text, settings))
+    final = await stats(client)
+    await client.shutdown_async(None)
+    client.exit(None)
+    await client.stop()
+    return {
+        "benchmark": "typing_replay", "machine": machine(), "model": final.get("model"),
+        "context_file_lines": base.count("\n"), "results": results,
+    }
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    import torch
+
+    cpu = "unknown"
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="checkpoint folder (default: embedded)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    report = asyncio.run(run(args))
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
