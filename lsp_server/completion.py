@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,6 +34,7 @@ class NotReadyError(Exception):
 class Prepared:
     """Everything the worker needs for one completion, computed on the event loop."""
 
+    uri: str
     ctx: CompletionContext
     prompt: Prompt
     max_new_tokens: int
@@ -60,6 +62,7 @@ class CompletionCore:
         self.engine: Engine | None = None
         self.load_error: str | None = None
         self.last_prompt: dict[str, object] = {}
+        self.recent_stops: deque[tuple[str, str]] = deque(maxlen=16)  # (uri, why decoding ended), by the worker
 
     # -- model lifetime (worker thread) ----------------------------------------------------------
     def load(self, progress: Progress | None = None) -> LoadedModel:
@@ -97,7 +100,7 @@ class CompletionCore:
             raise NotReadyError(str(exc)) from exc
         t2 = time.perf_counter()
         deadline = (now if now is not None else time.monotonic()) + s.time_budget_ms / 1000
-        return Prepared(ctx, prompt, s.max_new_tokens, deadline, (t1 - t0) * 1e3, (t2 - t1) * 1e3)
+        return Prepared(doc.uri, ctx, prompt, s.max_new_tokens, deadline, (t1 - t0) * 1e3, (t2 - t1) * 1e3)
 
     def generate(self, prep: Prepared, cancel: threading.Event | None = None) -> Outcome:
         """Run the model and post-process (worker thread)."""
@@ -120,6 +123,7 @@ class CompletionCore:
         except EngineError:
             engine.reset()
             raise
+        self.recent_stops.append((prep.uri, result.stop))
         t0 = time.perf_counter()
         raw = strip_healed(prep.prompt, tok.decode_middle(result.ids))
         text = finalize(raw, prep.ctx) if raw is not None and result.stop != "cancelled" else None

@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from lsprotocol import types as lsp
-from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams, JsonRpcParseError
+from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
@@ -79,12 +79,15 @@ class CodeLlamaServer(LanguageServer):
         self.window_show_message(lsp.ShowMessageParams(type=kind, message=f"codellama-lsp: {message}"))
 
     def report_server_error(self, error: Exception, source: Any) -> None:
-        """Malformed JSON gets a JSON-RPC parse error (id null); other stray errors are logged, not popped up."""
-        if isinstance(error, json.JSONDecodeError) or isinstance(error.__cause__, json.JSONDecodeError):
-            error_response = JsonRpcParseError(f"malformed JSON: {error}").to_response_error()
-            self.protocol._send_response(None, error=error_response)  # type: ignore[arg-type]  # id null per JSON-RPC
-            return
-        log.error("server error from %s: %s", getattr(source, "__name__", source), error)
+        """Errors outside any request (e.g. malformed JSON) go to the client's log, not to pop-ups.
+
+        A message that is not JSON has no id to answer; an ``id: null`` error response would be correct
+        JSON-RPC, but pygls-based clients crash on it, so the client's log gets the explanation instead.
+        """
+        what = "malformed JSON from the client" if isinstance(error, json.JSONDecodeError) else "server error"
+        message = f"codellama-lsp: {what}: {error}"
+        log.error(message)
+        self.window_log_message(lsp.LogMessageParams(type=lsp.MessageType.Error, message=message))
 
     # -- model loading -----------------------------------------------------------------------------
     def start_loading(self) -> None:
@@ -148,6 +151,7 @@ class CodeLlamaServer(LanguageServer):
             return self._empty()
         doc = self._document(params.text_document.uri)
         offset = self._offset(doc, params.position)
+        version = doc.version  # the document object is updated in place by later changes
         before, after = doc.text[:offset], doc.text[offset:]
         ticket = self.scheduler.ticket(doc.uri)
         try:
@@ -158,7 +162,7 @@ class CodeLlamaServer(LanguageServer):
             outcome = await self._run_model(doc, offset, ticket, received)
             if outcome is None:
                 return self._empty()
-            if ticket.superseded or doc.version != self._version_now(doc):
+            if ticket.superseded or version != self._version_now(doc):
                 self.stats.superseded += ticket.superseded
                 self.stats.stale += not ticket.superseded
                 return self._empty()
@@ -302,6 +306,7 @@ def stats(ls: CodeLlamaServer, params: Any) -> dict[str, Any]:
     }
     data["model_state"] = "ready" if loaded else ("error" if ls.core.load_error else "loading")
     data["model_error"] = ls.core.load_error
+    data["recent_stops"] = [{"uri": uri, "stop": stop} for uri, stop in list(ls.core.recent_stops)]
     return data
 
 

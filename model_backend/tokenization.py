@@ -86,13 +86,13 @@ class CodeLlamaTokenizer:
     # -- encoding -----------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
         """sentencepiece ids with the implicit leading space; no BOS/EOS."""
-        return list(self.sp.encode(text))
+        return _encode(self.sp, text)
 
     def encode_nospace(self, text: str) -> list[int]:
         """Ids of ``text`` without an invented leading ``▁`` (reference: ``encode_infilling``)."""
         if not text:
             return []
-        ids = self.sp.encode(SENTINEL_CHAR + text)
+        ids = _encode(self.sp, SENTINEL_CHAR + text)
         n = len(self._sentinel_ids)
         if ids[:n] != self._sentinel_ids:  # the sentinel merged with the text: never seen, but be exact
             raise TokenizerError(f"sentinel {SENTINEL_CHAR!r} merged with text {text[:20]!r}")
@@ -175,9 +175,17 @@ class CodeLlamaTokenizer:
         raise TokenizerError("tokenizer has no single-letter piece to use as a decoding sentinel")
 
 
+def _encode(sp: spm.SentencePieceProcessor, text: str) -> list[int]:
+    """``sp.encode``, tolerating lone surrogates (they can arrive over JSON): each becomes U+FFFD."""
+    try:
+        return list(sp.encode(text))
+    except (RuntimeError, UnicodeEncodeError):
+        return list(sp.encode("".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)))
+
+
 @lru_cache(maxsize=65536)
 def _count_cached(sp: spm.SentencePieceProcessor, text: str) -> int:
-    return len(sp.encode(text))
+    return len(_encode(sp, text))
 
 
 def load_tokenizer(folder: Path) -> CodeLlamaTokenizer:

@@ -69,3 +69,9 @@ def test_ids_starting_with_finds_completions_of_a_word(tok: CodeLlamaTokenizer) 
     texts = {tok.piece_text(i) for i in ids}
     assert "return" in texts
     assert all(t.startswith("ret") for t in texts)
+
+
+def test_lone_surrogates_do_not_break_encoding(tok: CodeLlamaTokenizer) -> None:
+    ids = tok.encode_nospace("x = '\udcff'")
+    assert tok.decode_middle(ids) == "x = '\ufffd'"
+    assert tok.count("a\ud800b") == len(tok.encode("a\ufffdb"))

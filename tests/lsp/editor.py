@@ -61,4 +61,6 @@ def as_dict(obj: Any) -> dict[str, Any]:
     """Custom responses arrive as namedtuples; turn them back into dicts."""
     if hasattr(obj, "_asdict"):
         return {k: as_dict(v) for k, v in obj._asdict().items()}
+    if isinstance(obj, list | tuple):
+        return [as_dict(v) for v in obj]
     return obj
