@@ -126,7 +126,8 @@ class CompletionCore:
         self.recent_stops.append((prep.uri, result.stop))
         t0 = time.perf_counter()
         raw = strip_healed(prep.prompt, tok.decode_middle(result.ids))
-        text = finalize(raw, prep.ctx) if raw is not None and result.stop != "cancelled" else None
+        ended = result.stop == "eos"
+        text = finalize(raw, prep.ctx, ended) if raw is not None and result.stop != "cancelled" else None
         timings = {
             "context_ms": prep.context_ms, "prompt_ms": prep.prompt_ms, "prefill_ms": result.prefill_ms,
             "decode_ms": result.decode_ms, "postprocess_ms": (time.perf_counter() - t0) * 1e3,

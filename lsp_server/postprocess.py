@@ -5,7 +5,8 @@ Why each rule exists (from what users of other completion servers complain about
 * leaked control-token text (``<EOT>``, ``<MID>`` ...) must never reach the editor;
 * a suggestion must not run past the current line (line mode) or the current block (block mode);
 * it must not re-insert what already follows the cursor: the rest of the cursor line, the closing
-  brackets there, or the next lines of the file;
+  brackets there, or the next lines of the file; a suggestion that rewrites the rest of the line
+  (``path, "rb") as f:`` before ``path) as f:``) cannot be shown as an insertion and is dropped;
 * a suggestion of only whitespace or only closing punctuation (a lone ``})``) is noise;
 * the exact leading whitespace is kept: a real leading space is part of the code.
 
@@ -53,8 +54,15 @@ def stop_reason(text_so_far: str, ctx: CompletionContext) -> bool:
     return _repeat_at(lines[:-1], ctx) is not None  # only completed lines can repeat
 
 
-def finalize(raw: str, ctx: CompletionContext) -> str | None:
-    """The suggestion to show for the raw middle ``raw``, or ``None`` when there is nothing worth showing."""
+def finalize(raw: str, ctx: CompletionContext, ended_by_model: bool = True) -> str | None:
+    """The suggestion to show for the raw middle ``raw``, or ``None`` when there is nothing worth showing.
+
+    ``ended_by_model``: the model closed the middle itself (EOT).  With code after the cursor on its
+    line, only such a middle fits between prefix and suffix; one that ran to a newline or a limit is a
+    rewrite of the line, not an insertion.
+    """
+    if not ended_by_model and _has_code(ctx.line_suffix):
+        return None
     text = strip_special_tokens(_normalise_breaks(raw))
     lines = text.split("\n")
     lines = lines[:1] if ctx.mode == "line" else _cut_at_dedent(lines, ctx.indent)
@@ -66,6 +74,8 @@ def finalize(raw: str, ctx: CompletionContext) -> str | None:
     if not ctx.line_suffix.strip():
         text = text.rstrip(" \t")  # nothing follows on the line: trailing spaces are just noise
     text = _strip_duplicate_tail(text, ctx.line_suffix)
+    if _rewrites_rest_of_line(text, ctx.line_suffix):
+        return None
     return text if _worth_showing(text) else None
 
 
@@ -161,6 +171,25 @@ def _strip_duplicate_tail(text: str, line_suffix: str) -> str:
         if rest.startswith(tail) and not _closes_inside(body[:-k], tail):
             return body[:-k]
     return text
+
+
+def _has_code(line_suffix: str) -> bool:
+    """Whether the rest of the cursor line holds more than closing brackets, quotes and punctuation."""
+    return bool(line_suffix.strip().strip(_CLOSING + ";:, "))
+
+
+def _rewrites_rest_of_line(text: str, line_suffix: str) -> bool:
+    """Whether the suggestion ends with part of the code after the cursor (3+ characters, not only closers).
+
+    Then the model wrote a new version of the rest of the line; inserted at the cursor, that part
+    would appear twice.
+    """
+    rest, body = line_suffix.strip(), text.rstrip()
+    for k in range(len(rest), 2, -1):
+        tail = rest[-k:]
+        if body.endswith(tail) and tail.strip(_CLOSING + ";:, "):
+            return True
+    return False
 
 
 def _closes_inside(kept: str, tail: str) -> bool:

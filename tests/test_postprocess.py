@@ -183,3 +183,17 @@ def test_finalize_agrees_with_where_stop_reason_stops() -> None:
             break
     else:
         pytest.fail("never stopped")
+
+
+def test_a_rewrite_of_the_rest_of_the_line_is_dropped() -> None:
+    c = ctx(line_prefix="    with open(", line_suffix="path) as f:", indent="    ")
+    assert finalize('path, "rb") as f:', c) is None  # inserted, ") as f:" would appear twice
+    assert finalize("path", ctx(line_prefix="    with open(", line_suffix=") as f:", indent="    ")) == "path"
+
+
+def test_mid_line_with_code_after_the_cursor_needs_a_middle_the_model_closed() -> None:
+    c = ctx(line_prefix="    fou", line_suffix="nd.append(x)", indent="    ")
+    assert finalize('nd.append(f"{x}")', c, ended_by_model=False) is None  # ran to the newline: a rewrite
+    assert finalize("nd_items", c, ended_by_model=True) == "nd_items"
+    # only closers after the cursor: a suggestion that ran to the newline is fine
+    assert finalize("x + 1)", ctx(line_prefix="print(", line_suffix=")"), ended_by_model=False) == "x + 1"
