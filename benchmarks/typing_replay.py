@@ -77,7 +77,7 @@ async def replay(client: LanguageClient, uri: str, base: str, settings: dict[str
     client.text_document_did_open(lsp.DidOpenTextDocumentParams(
         text_document=lsp.TextDocumentItem(uri=uri, language_id="python", version=0, text=base)))
     text = base
-    latencies, prefilled, overhead, stages, shown = [], [], [], [], 0
+    latencies, model_latencies, prefilled, overhead, stages, shown = [], [], [], [], [], 0
     for version, ch in enumerate(FUNCTION, start=1):
         pos = utf16_position(text)
         text += ch
@@ -95,6 +95,7 @@ async def replay(client: LanguageClient, uri: str, base: str, settings: dict[str
         shown += isinstance(result, lsp.InlineCompletionList) and bool(result.items)
         if after["generated_tokens"] != before["generated_tokens"]:  # the model ran (not a typed-ahead hit)
             prefilled.append(after["prefilled_tokens"] - before["prefilled_tokens"])
+            model_latencies.append(elapsed)
             last = after["last"]
             overhead.append(elapsed - last["prefill_ms"] - last["decode_ms"])
             stages.append(last["context_ms"] + last["prompt_ms"])
@@ -102,6 +103,9 @@ async def replay(client: LanguageClient, uri: str, base: str, settings: dict[str
     return {
         "keystrokes": len(FUNCTION), "suggestions_shown": shown,
         "latency_ms_p50": round(percentile(latencies, 50), 1), "latency_ms_p95": round(percentile(latencies, 95), 1),
+        "model_calls": len(model_latencies),
+        "model_call_latency_ms_p50": round(percentile(model_latencies, 50), 1) if model_latencies else None,
+        "model_call_latency_ms_p95": round(percentile(model_latencies, 95), 1) if model_latencies else None,
         "prefilled_tokens_per_keystroke_mean": round(statistics.mean(prefilled[1:]), 2) if len(prefilled) > 1 else None,
         "first_request_prefilled_tokens": prefilled[0] if prefilled else None,
         "server_overhead_ms_p50": round(percentile(overhead, 50), 2) if overhead else None,
@@ -116,6 +120,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {"timeBudgetMs": 10_000}
     if args.model:
         options["model"] = args.model
+    if args.dtype:
+        options["dtype"] = args.dtype
     await client.initialize_async(lsp.InitializeParams(capabilities=lsp.ClientCapabilities(),
                                                        initialization_options=options))
     client.initialized(lsp.InitializedParams())
@@ -155,6 +161,7 @@ def machine() -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="checkpoint folder (default: embedded)")
+    parser.add_argument("--dtype", help="server dtype setting (auto, float32, float16, bfloat16)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()

@@ -83,21 +83,46 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def fuse_linears(modules: list[Any]) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """One matmul for several bias-free ``nn.Linear`` reading the same input (q/k/v; gate/up).
+ROWS_FOR_WIDE_MATMUL = 8  # from this many rows (prefill), half-precision weights are widened for the matmul
 
-    The modules' weights become views into the fused tensor, so no memory is duplicated.  Returns None
-    for anything else (e.g. bitsandbytes 4-bit layers), which then run one by one.
+
+class Proj:
+    """One or more bias-free projections reading the same input (q/k/v; gate/up), as one matmul.
+
+    Plain ``nn.Linear`` weights are concatenated once and the modules' weights become views into the
+    fused tensor (no memory duplicated).  Anything else (bitsandbytes 4-bit layers) runs module by module.
+
+    Why two paths for half-precision weights with float32 activations (our CPU setting): one row (a
+    decoded token) is memory-bound, so the matmul runs in the weights' dtype and reads half the bytes;
+    many rows (a prefill) are compute-bound, where CPU half-precision GEMM is slow, so the weights are
+    widened to float32 for that call.  Both paths round the activations to the weights' dtype first and
+    accumulate in float32, so they compute the same products and differ only in summation order: a
+    prompt prefilled in one piece and one extended token by token give the same greedy output.
     """
-    if not all(type(m) is nn.Linear and m.bias is None for m in modules):
-        return None
-    fused = torch.cat([m.weight.detach() for m in modules])  # [sum(out), in]
-    row = 0
-    for m in modules:
-        rows = m.weight.shape[0]
-        m.weight = nn.Parameter(fused[row:row + rows], requires_grad=False)
-        row += rows
-    return lambda h: F.linear(h, fused)
+
+    def __init__(self, modules: list[Any]) -> None:
+        self.modules = modules
+        self.weight: torch.Tensor | None = None
+        if all(type(m) is nn.Linear and m.bias is None for m in modules):
+            fused = torch.cat([m.weight.detach() for m in modules]) if len(modules) > 1 else modules[0].weight.detach()
+            row = 0
+            for m in modules:
+                rows = m.weight.shape[0]
+                m.weight = nn.Parameter(fused[row:row + rows], requires_grad=False)
+                row += rows
+            self.weight = fused  # [sum(out), in]
+
+    def __call__(self, h: torch.Tensor) -> torch.Tensor:
+        """``h [1, S, in]`` in the activations' dtype → ``[1, S, sum(out)]`` in the same dtype."""
+        w = self.weight
+        if w is None:
+            dtype = next(p.dtype for p in self.modules[0].parameters() if p.is_floating_point())
+            return torch.cat([m(h.to(dtype)) for m in self.modules], dim=-1).to(h.dtype)
+        if w.dtype == h.dtype:
+            return F.linear(h, w)
+        if h.shape[-2] >= ROWS_FOR_WIDE_MATMUL:
+            return F.linear(h.to(w.dtype).to(h.dtype), w.to(h.dtype))
+        return F.linear(h.to(w.dtype), w).to(h.dtype)
 
 
 class Layer:
@@ -107,12 +132,10 @@ class Layer:
         attn, mlp = layer.self_attn, layer.mlp
         self.attn_norm = (layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon)
         self.mlp_norm = (layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon)
-        projections = [attn.q_proj, attn.k_proj, attn.v_proj]
-        self.qkv = fuse_linears(projections) or (lambda h: torch.cat([p(h) for p in projections], dim=-1))
-        self.gate_up = fuse_linears([mlp.gate_proj, mlp.up_proj]) or (
-            lambda h: torch.cat([mlp.gate_proj(h), mlp.up_proj(h)], dim=-1))
-        self.o_proj: Callable[[torch.Tensor], torch.Tensor] = attn.o_proj
-        self.down_proj: Callable[[torch.Tensor], torch.Tensor] = mlp.down_proj
+        self.qkv = Proj([attn.q_proj, attn.k_proj, attn.v_proj])
+        self.o_proj = Proj([attn.o_proj])
+        self.gate_up = Proj([mlp.gate_proj, mlp.up_proj])
+        self.down_proj = Proj([mlp.down_proj])
         self.ffn: int = mlp.gate_proj.out_features
 
 
@@ -145,7 +168,7 @@ class LlamaRunner:
         self.act_dtype = torch.float32 if self.device.type == "cpu" else self.weight_dtype
         self.layers = [Layer(layer) for layer in inner.layers]
         self.embed: Callable[[torch.Tensor], torch.Tensor] = inner.embed_tokens
-        self.lm_head: Callable[[torch.Tensor], torch.Tensor] = model.lm_head
+        self.lm_head = Proj([model.lm_head])
         self.final_norm: tuple[torch.Tensor, float] = (inner.norm.weight, inner.norm.variance_epsilon)
         self.cos, self.sin = self._rope_tables(inner.rotary_emb)
         self.cache = KVCache(len(self.layers), self.n_kv, self.head_dim, self.max_len, self.act_dtype, self.device)
@@ -161,10 +184,6 @@ class LlamaRunner:
         weight, eps = norm
         return F.rms_norm(x, (x.shape[-1],), weight.to(x.dtype), eps)
 
-    def _w(self, module: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor) -> torch.Tensor:
-        """Apply weights: inputs in the weights' dtype, output back in the activations' dtype."""
-        return module(h.to(self.weight_dtype)).to(self.act_dtype)
-
     @torch.inference_mode()
     def forward(self, ids: list[int], start: int) -> torch.Tensor:
         """Run ``ids`` at positions start.. (writing the cache); return the last position's logits ``[V]``."""
@@ -175,21 +194,21 @@ class LlamaRunner:
         mask = self._mask(start, n)
         for i, layer in enumerate(self.layers):
             x = x + self._attention(i, layer, self._norm(x, layer.attn_norm), cos, sin, start, mask)
-            gate, up = self._w(layer.gate_up, self._norm(x, layer.mlp_norm)).split(layer.ffn, dim=-1)
-            x = x + self._w(layer.down_proj, F.silu(gate) * up)
+            gate, up = layer.gate_up(self._norm(x, layer.mlp_norm)).split(layer.ffn, dim=-1)
+            x = x + layer.down_proj(F.silu(gate) * up)
         last = self._norm(x[:, -1, :], self.final_norm)  # [1, D]
-        return self._w(self.lm_head, last)[0].float()  # [V]
+        return self.lm_head(last.unsqueeze(0))[0, 0].float()  # [V]
 
     def _attention(self, i: int, layer: Layer, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                    start: int, mask: torch.Tensor | None) -> torch.Tensor:
         n, hd = h.shape[1], self.head_dim
-        qkv = self._w(layer.qkv, h).view(1, n, self.n_heads + 2 * self.n_kv, hd).transpose(1, 2)  # [1, H+2KV, S, hd]
+        qkv = layer.qkv(h).view(1, n, self.n_heads + 2 * self.n_kv, hd).transpose(1, 2)  # [1, H+2KV, S, hd]
         qk, v = qkv[:, : self.n_heads + self.n_kv], qkv[:, self.n_heads + self.n_kv:]
         qk = qk * cos + rotate_half(qk) * sin  # rotary on queries and keys at once
         q, k = qk[:, : self.n_heads], qk[:, self.n_heads:]
         keys, values = self.cache.update(i, start, k, v)  # [1, KV, start+S, hd]
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=self.n_kv != self.n_heads)
-        return self._w(layer.o_proj, out.transpose(1, 2).reshape(1, n, self.n_heads * hd))
+        return layer.o_proj(out.transpose(1, 2).reshape(1, n, self.n_heads * hd))
 
     def _mask(self, start: int, n: int) -> torch.Tensor | None:
         """Causal mask for a block of n new queries after ``start`` cached keys (None for one query)."""

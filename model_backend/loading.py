@@ -97,10 +97,17 @@ def pick_device(device: str, quantization: str) -> torch.device:
     return chosen
 
 
-def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """bf16 on CUDA, fp32 on CPU unless the user says otherwise (CPU bf16 is often slower)."""
+def pick_dtype(dtype: str, device: torch.device, stored: str | None = None) -> torch.dtype:
+    """``auto``: bf16 on CUDA; on CPU the checkpoint's float16 if it is stored so, else float32.
+
+    Why float16 on CPU: decoding one token is memory-bound there and the engine keeps activations in
+    float32, so half-size weights cut the per-token time (measured: README, "Benchmarks").  bfloat16 is
+    not chosen automatically: this CPU's bf16 matmuls were slower than float32 ones.
+    """
     if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        if device.type == "cuda":
+            return torch.bfloat16
+        return torch.float16 if stored == "float16" else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
@@ -112,7 +119,7 @@ def load(spec: LoadSpec, progress: Progress | None = None) -> LoadedModel:
     path = resolve_path(spec.model)
     config = _read_config(path)
     device = pick_device(spec.device, spec.quantization)
-    dtype = pick_dtype(spec.dtype, device)
+    dtype = pick_dtype(spec.dtype, device, config.get("dtype") or config.get("torch_dtype"))
     if spec.threads:
         torch.set_num_threads(spec.threads)
     report("loading tokenizer", 15)

@@ -103,3 +103,23 @@ def test_architecture_other_than_llama_is_refused() -> None:
 
     with pytest.raises(EngineError, match="unsupported architecture"):
         Engine(Other(), 128)
+
+
+def test_half_weights_on_cpu_keep_float32_activations_and_match(model: LlamaForCausalLM) -> None:
+    import copy
+
+    half = copy.deepcopy(model).half()
+    engine = Engine(half, 1024)
+    assert engine.runner.act_dtype == torch.float32 and engine.runner.cache.k[0].dtype == torch.float32
+    ids = torch.randint(3, 512, (120,)).tolist()
+    with torch.no_grad():
+        expected = copy.deepcopy(half).float()(torch.tensor([ids])).logits[0, -1]
+    got = engine.runner.forward(ids[:100], 0)  # prefill path (widened weights)
+    got = engine.runner.forward(ids[100:101], 100)  # one-row path (half-precision matmul)
+    for i in range(101, 120):
+        got = engine.runner.forward([ids[i]], i)
+    assert torch.allclose(got, expected, atol=2e-2)
+    cold = Engine(half, 1024, reuse_cache=False)
+    for k in range(3):
+        prompt = ids[:60 + k]
+        assert greedy(engine, prompt) == greedy(cold, prompt)

@@ -64,7 +64,7 @@ async def test_malformed_json_and_invalid_params_do_not_stop_the_server(client: 
     send_raw(b'{"jsonrpc": "2.0", "id": "bad-params", "method": "textDocument/inlineCompletion", '
              b'"params": {"position": "here"}}')
     await stdin.drain()
-    with pytest.raises(Exception, match="(?i)invalid params"):
+    with pytest.raises(Exception, match=r"(?i)invalid params"):
         await asyncio.wait_for(answer, timeout=10)
     await still_serving(client)
     assert any("malformed JSON" in m.message for m in client.log_messages)
