@@ -1,19 +1,15 @@
-"""A file to try completions on: `codellama-lsp complete examples/demo.py:14:12 --show-prompt`."""
-
-import os
+"""A file to try completions on; the README runs the completion at the end of the last line."""
 
 
-def list_python_files(folder):
-    """Return the paths of the .py files under ``folder``, sorted."""
-    found = []
-    for root, dirs, files in os.walk(folder):
-        for name in files:
-            if name.endswith(".py"):
-                found.append(os.path.join(root, name))
-    found.sort()
-    return found
+class Stack:
+    def __init__(self):
+        self.items = []
+
+    def push(self, item):
+        self.items.append(item)
 
 
-def count_lines(path):
-    with open(path) as f:
-        return sum(1 for _ in f)
+def count_words(text):
+    counts = {}
+    for word in text.split():
+        counts[word] = counts.get(

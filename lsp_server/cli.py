@@ -126,6 +126,8 @@ def _offset(doc: object, line: int, col: int) -> int:
     assert isinstance(doc, Document)
     if line < 1 or col < 1:
         raise PositionError(f"line and column are 1-based, got {line}:{col}")
+    if line > doc.line_count:
+        raise PositionError(f"line {line} is past the end of the file ({doc.line_count} lines)")
     start = doc.offset_at(line - 1, 0)
     line_text = doc.text[start:].split("\n", 1)[0]
     if col - 1 > len(line_text.rstrip("\r")):

@@ -8,6 +8,8 @@ Why each rule exists (from what users of other completion servers complain about
   brackets there, or the next lines of the file; a suggestion that rewrites the rest of the line
   (``path, "rb") as f:`` before ``path) as f:``) cannot be shown as an insertion and is dropped;
 * a suggestion of only whitespace or only closing punctuation (a lone ``})``) is noise;
+* a suggestion that ends in a loop (``1, 1, 1, 1, 1``) is a small model stuck, not code: dropped, and
+  decoding stops as soon as the loop shows;
 * the exact leading whitespace is kept: a real leading space is part of the code.
 
 Decision: in line mode a suggestion that starts with a newline is dropped (``None``): the user has
@@ -43,7 +45,7 @@ def stop_reason(text_so_far: str, ctx: CompletionContext) -> bool:
     after the first dedents below ``ctx.indent`` (known as soon as its first character is), or a
     completed line repeats the next line of the suffix.
     """
-    if _cut_at(text_so_far) < len(text_so_far):
+    if _cut_at(text_so_far) < len(text_so_far) or _loops(text_so_far):
         return True
     text = _normalise_breaks(text_so_far)
     if ctx.mode == "line":
@@ -62,6 +64,8 @@ def finalize(raw: str, ctx: CompletionContext, ended_by_model: bool = True) -> s
     rewrite of the line, not an insertion.
     """
     if not ended_by_model and _has_code(ctx.line_suffix):
+        return None
+    if _loops(raw):
         return None
     text = strip_special_tokens(_normalise_breaks(raw))
     lines = text.split("\n")
@@ -171,6 +175,22 @@ def _strip_duplicate_tail(text: str, line_suffix: str) -> str:
         if rest.startswith(tail) and not _closes_inside(body[:-k], tail):
             return body[:-k]
     return text
+
+
+LOOP_REPEATS = 4  # a unit repeated this often at the end ...
+LOOP_MIN_CHARS = 12  # ... and covering at least this many characters is a loop
+
+
+def _loops(text: str) -> bool:
+    """Whether ``text`` ends with one short unit (1-16 characters) repeated ``LOOP_REPEATS`` times or more."""
+    body = text.rstrip()
+    for size in range(1, 17):
+        unit = body[-size:]
+        if len(body) < size * LOOP_REPEATS or not unit.strip():
+            continue
+        if body.endswith(unit * LOOP_REPEATS) and size * LOOP_REPEATS >= LOOP_MIN_CHARS:
+            return True
+    return False
 
 
 def _has_code(line_suffix: str) -> bool:

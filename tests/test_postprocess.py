@@ -197,3 +197,15 @@ def test_mid_line_with_code_after_the_cursor_needs_a_middle_the_model_closed() -
     assert finalize("nd_items", c, ended_by_model=True) == "nd_items"
     # only closers after the cursor: a suggestion that ran to the newline is fine
     assert finalize("x + 1)", ctx(line_prefix="print(", line_suffix=")"), ended_by_model=False) == "x + 1"
+
+
+@pytest.mark.parametrize("raw", ["onacci(n, 1, 1, 1, 1, 1, 1", "f(a, a, a, a, a, a, a, a, a", "self.self.self.self."])
+def test_a_suggestion_stuck_in_a_loop_is_dropped_and_stops_decoding(raw: str) -> None:
+    assert finalize(raw, LINE) is None
+    assert stop_reason(raw, LINE)
+
+
+@pytest.mark.parametrize("raw", ["range(1, 10)", "'=' * 40", "a == b == c", "[1, 2, 3, 4]", "[0, 0, 0, 0, 0, 0, 0, 0]"])
+def test_ordinary_repetition_is_not_a_loop(raw: str) -> None:
+    assert finalize(raw, LINE) == raw
+    assert not stop_reason(raw, LINE)
