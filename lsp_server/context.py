@@ -105,18 +105,23 @@ def _prefix_window(doc: Document, offset: int, line: int, budget: int, count: Co
 
 def _first_fitting_line(doc: Document, line: int, tokens: int, chars: int, count: CountTokens) -> int:
     """Earliest line such that the lines from it up to ``line`` (exclusive) fit both budgets."""
+    return _walk_fitting(doc, range(line - 1, -1, -1), line, tokens, chars, count)
+
+
+def _walk_fitting(doc: Document, rows: range, default: int, tokens: int, chars: int, count: CountTokens) -> int:
+    """The last of ``rows`` (walked in order, away from the cursor) while the lines so far fit both budgets."""
     text, starts = doc.text, doc.line_starts
-    first = line
-    for row in range(line - 1, -1, -1):
-        piece = text[starts[row] : starts[row + 1]]
+    fitted = default
+    for row in rows:
+        piece = text[starts[row] : starts[row + 1] if row + 1 < len(starts) else len(text)]
         chars -= len(piece)
         if chars < 0:
             break
         tokens -= count(piece)
         if tokens < 0:
             break
-        first = row
-    return first
+        fitted = row
+    return fitted
 
 
 def _stable_start(doc: Document, first: int, line: int) -> int:
@@ -161,18 +166,7 @@ def _suffix_window(
 
 def _last_fitting_line(doc: Document, line: int, tokens: int, chars: int, count: CountTokens) -> int:
     """Last line such that the lines after ``line`` up to it fit both budgets."""
-    text, starts = doc.text, doc.line_starts
-    last = line
-    for row in range(line + 1, len(starts)):
-        piece = text[starts[row] : starts[row + 1] if row + 1 < len(starts) else len(text)]
-        chars -= len(piece)
-        if chars < 0:
-            break
-        tokens -= count(piece)
-        if tokens < 0:
-            break
-        last = row
-    return last
+    return _walk_fitting(doc, range(line + 1, len(doc.line_starts)), line, tokens, chars, count)
 
 
 def _keep_tail(s: str, budget: int, count: CountTokens) -> str:
