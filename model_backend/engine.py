@@ -115,9 +115,8 @@ class Proj:
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         """``h [1, S, in]`` in the activations' dtype → ``[1, S, sum(out)]`` in the same dtype."""
         w = self.weight
-        if w is None:
-            dtype = next(p.dtype for p in self.modules[0].parameters() if p.is_floating_point())
-            return torch.cat([m(h.to(dtype)) for m in self.modules], dim=-1).to(h.dtype)
+        if w is None:  # e.g. bitsandbytes 4-bit layers: they cast to their compute dtype themselves
+            return torch.cat([m(h) for m in self.modules], dim=-1).to(h.dtype)
         if w.dtype == h.dtype:
             return F.linear(h, w)
         if h.shape[-2] >= ROWS_FOR_WIDE_MATMUL:
