@@ -66,7 +66,15 @@ from lsp_server.settings import parse_settings
 from lsp_server.syntax import get_parser
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "human-eval-infilling"
+def _default_data() -> Path:
+    """``$HUMANEVAL_INFILLING_DIR``, else ``shared/data`` beside the checkout, else this workplace's copy."""
+    candidates = [Path(p) for p in (os.environ.get("HUMANEVAL_INFILLING_DIR"),) if p]
+    candidates += [REPO.parent / "shared" / "data" / "human-eval-infilling",
+                   Path("/work/shared/data/human-eval-infilling")]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+DEFAULT_DATA = _default_data()
 FILES = {"single": "HumanEval-SingleLineInfilling.jsonl.gz", "multi": "HumanEval-MultiLineInfilling.jsonl.gz",
          "random": "HumanEval-RandomSpanInfillingLight.jsonl.gz"}
 MEMORY_BYTES = 1 << 30
