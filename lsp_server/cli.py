@@ -2,7 +2,7 @@
 
     codellama-lsp                                  # LSP over stdio (what editors start)
     codellama-lsp --tcp 127.0.0.1:2087             # LSP over TCP
-    codellama-lsp complete FILE:LINE:COL [--show-prompt] [--model DIR] [--fim-mode spm]
+    codellama-lsp complete FILE:LINE:COL [--show-prompt] [--model DIR] [--fim-mode spm] [--workspace DIR]
 
 LINE and COL are 1-based; COL counts characters (code points), as most editors display it.
 """
@@ -64,6 +64,8 @@ def complete_main(argv: list[str]) -> int:
     parser.add_argument("--fim-mode", choices=["auto", "psm", "spm"])
     parser.add_argument("--max-new-tokens", type=int)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--workspace", type=Path, default=Path.cwd(),
+                        help="workspace folder for cross-file context (default: the current folder)")
     args = parser.parse_args(argv)
     _logging("warning", None)
 
@@ -89,6 +91,7 @@ def complete_main(argv: list[str]) -> int:
     try:
         offset = _offset(doc, line, col)
         core = CompletionCore(settings)
+        core.crossfile.set_roots([args.workspace])
         core.load()
         t0 = time.perf_counter()
         outcome = core.generate(core.prepare(doc, offset))

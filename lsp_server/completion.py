@@ -11,10 +11,12 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from lsp_server import crossfile
 from lsp_server.context import CompletionContext, ContextBudget, build_context
+from lsp_server.crossfile import CrossFile, Snippet
 from lsp_server.documents import Document
 from lsp_server.postprocess import finalize, stop_reason
 from lsp_server.prompts import Prompt, build_prompt, render, strip_healed
@@ -41,6 +43,8 @@ class Prepared:
     deadline: float
     context_ms: float
     prompt_ms: float
+    crossfile_ms: float = 0.0
+    snippets: tuple[Snippet, ...] = ()  # other files' code placed before the local prefix
 
 
 @dataclass
@@ -63,6 +67,8 @@ class CompletionCore:
         self.load_error: str | None = None
         self.last_prompt: dict[str, object] = {}
         self.recent_stops: deque[tuple[str, str]] = deque(maxlen=16)  # (uri, why decoding ended), by the worker
+        self.crossfile = CrossFile()  # workspace folders, parsed other files, recent edits (event loop only)
+        self.crossfile_style: crossfile.Style = "code"
 
     # -- model lifetime (worker thread) ----------------------------------------------------------
     def load(self, progress: Progress | None = None) -> LoadedModel:
@@ -85,22 +91,45 @@ class CompletionCore:
             self.engine.reuse_cache = settings.cache_reuse
 
     # -- per request -----------------------------------------------------------------------------
-    def prepare(self, doc: Document, offset: int, now: float | None = None) -> Prepared:
-        """Context and prompt for a completion at ``offset`` (event loop; reads the live document)."""
+    def prepare(self, doc: Document, offset: int, now: float | None = None,
+                open_docs: Iterable[Document] = ()) -> Prepared:
+        """Context and prompt for a completion at ``offset`` (event loop; reads the live documents)."""
         if self.loaded is None:
             raise NotReadyError(self.load_error or "the model is still loading")
         tok = self.loaded.tokenizer
         s = self.settings
         t0 = time.perf_counter()
-        ctx = build_context(doc, offset, ContextBudget(s.prefix_tokens, s.suffix_tokens), tok.count)
+        snippets, header, header_tokens = self._cross_file(doc, offset, open_docs)
         t1 = time.perf_counter()
+        budget = ContextBudget(s.prefix_tokens - header_tokens, s.suffix_tokens)
+        ctx = build_context(doc, offset, budget, tok.count)
+        t2 = time.perf_counter()
         try:
-            prompt = build_prompt(tok, ctx.prefix, ctx.suffix, s.fim_mode)
+            prompt = build_prompt(tok, header + ctx.prefix, ctx.suffix, s.fim_mode)
         except TokenizerError as exc:
             raise NotReadyError(str(exc)) from exc
-        t2 = time.perf_counter()
+        t3 = time.perf_counter()
         deadline = (now if now is not None else time.monotonic()) + s.time_budget_ms / 1000
-        return Prepared(doc.uri, ctx, prompt, s.max_new_tokens, deadline, (t1 - t0) * 1e3, (t2 - t1) * 1e3)
+        return Prepared(doc.uri, ctx, prompt, s.max_new_tokens, deadline, (t2 - t1) * 1e3, (t3 - t2) * 1e3,
+                        (t1 - t0) * 1e3, tuple(snippets))
+
+    def _cross_file(self, doc: Document, offset: int, open_docs: Iterable[Document]) -> tuple[list[Snippet], str, int]:
+        """(snippets, header text, its tokens): other files' definitions, or nothing when off or none found.
+
+        Their budget comes out of the prefix budget (at most half of it), so the prompt keeps its size; with
+        nothing found the prompt is exactly the one without cross-file context.
+        """
+        s = self.settings
+        if not s.cross_file_context or self.loaded is None:
+            return [], "", 0
+        count = self.loaded.tokenizer.count
+        budget = min(s.cross_file_tokens, s.prefix_tokens // 2)
+        path = crossfile.uri_to_path(doc.uri)
+        current = crossfile.marker(self.crossfile.display(path, path.name if path else doc.uri))
+        found = self.crossfile.snippets(doc, offset, open_docs)
+        chosen = crossfile.select(found, budget, count, current, self.crossfile_style)
+        header = crossfile.render(chosen, current, self.crossfile_style)
+        return chosen, header, sum(count(line) for line in header.splitlines(keepends=True))
 
     def generate(self, prep: Prepared, cancel: threading.Event | None = None) -> Outcome:
         """Run the model and post-process (worker thread)."""
@@ -108,7 +137,8 @@ class CompletionCore:
             raise NotReadyError(self.load_error or "the model is still loading")
         tok, engine = self.loaded.tokenizer, self.engine
         self.last_prompt = {"mode": prep.prompt.mode, "ids": prep.prompt.ids, "healed": prep.prompt.healed,
-                            "text": render(tok, prep.prompt.ids)}
+                            "text": render(tok, prep.prompt.ids),
+                            "crossfile": [f"{s.path}:{s.line + 1}" for s in prep.snippets]}
         req = GenerationRequest(
             prompt_ids=prep.prompt.ids,
             max_new_tokens=prep.max_new_tokens,
@@ -129,7 +159,8 @@ class CompletionCore:
         ended = result.stop == "eos"
         text = finalize(raw, prep.ctx, ended) if raw is not None and result.stop != "cancelled" else None
         timings = {
-            "context_ms": prep.context_ms, "prompt_ms": prep.prompt_ms, "prefill_ms": result.prefill_ms,
+            "crossfile_ms": prep.crossfile_ms, "context_ms": prep.context_ms, "prompt_ms": prep.prompt_ms,
+            "prefill_ms": result.prefill_ms,
             "decode_ms": result.decode_ms, "postprocess_ms": (time.perf_counter() - t0) * 1e3,
         }
         return Outcome(text, raw or "", result, timings)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Iterator
 from itertools import accumulate
 
 from tree_sitter import Tree
@@ -291,6 +292,10 @@ class DocumentStore:
 
     def __contains__(self, uri: object) -> bool:
         return uri in self._docs
+
+    def __iter__(self) -> Iterator[Document]:
+        """The open documents (a snapshot: safe to open or close documents while iterating)."""
+        return iter(list(self._docs.values()))
 
     def __len__(self) -> int:
         return len(self._docs)

@@ -13,6 +13,7 @@ import json
 import logging
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from lsprotocol import types as lsp
@@ -21,6 +22,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
 from lsp_server.completion import CompletionCore, NotReadyError, Outcome
+from lsp_server.crossfile import uri_to_path
 from lsp_server.documents import Document, DocumentStore, PositionError, UnknownDocumentError
 from lsp_server.scheduling import Scheduler, Ticket
 from lsp_server.settings import Settings, needs_reload, parse_settings
@@ -181,7 +183,7 @@ class CodeLlamaServer(LanguageServer):
         if self.loading is not None and not self.loading.done():
             await asyncio.wait([self.loading])  # first request while loading: wait; a failure shows below
         try:
-            prepared = self.core.prepare(doc, offset, now=received)
+            prepared = self.core.prepare(doc, offset, now=received, open_docs=self.documents)
         except NotReadyError as exc:
             self.tell(str(exc), lsp.MessageType.Error)
             return None
@@ -236,8 +238,16 @@ SERVER = CodeLlamaServer()
 
 @SERVER.feature(lsp.INITIALIZE)
 def initialize(ls: CodeLlamaServer, params: lsp.InitializeParams) -> None:
-    """Read settings from ``initializationOptions``."""
+    """Read settings from ``initializationOptions`` and the workspace folders (for cross-file context)."""
     ls.update_settings(params.initialization_options or {})
+    ls.core.crossfile.set_roots(workspace_roots(params))
+
+
+def workspace_roots(params: lsp.InitializeParams) -> list[Path]:
+    """The workspace folders as paths: ``workspaceFolders``, else ``rootUri``, else ``rootPath``."""
+    uris = [f.uri for f in params.workspace_folders or []] or ([params.root_uri] if params.root_uri else [])
+    paths = [p for p in map(uri_to_path, uris) if p is not None]
+    return paths or ([Path(params.root_path)] if params.root_path else [])
 
 
 @SERVER.feature(lsp.INITIALIZED)
@@ -250,6 +260,14 @@ def initialized(ls: CodeLlamaServer, params: lsp.InitializedParams) -> None:
 def did_change_configuration(ls: CodeLlamaServer, params: lsp.DidChangeConfigurationParams) -> None:
     """Apply new settings; reload the model only if a model setting changed."""
     ls.update_settings(params.settings)
+
+
+@SERVER.feature(lsp.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+def did_change_workspace_folders(ls: CodeLlamaServer, params: lsp.DidChangeWorkspaceFoldersParams) -> None:
+    """Follow added and removed workspace folders (cross-file context reads files only inside them)."""
+    paths = [[p for f in folders if (p := uri_to_path(f.uri)) is not None]
+             for folders in (params.event.added, params.event.removed)]
+    ls.core.crossfile.change_roots(added=paths[0], removed=paths[1])
 
 
 @SERVER.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
@@ -271,6 +289,7 @@ def did_change(ls: CodeLlamaServer, params: lsp.DidChangeTextDocumentParams) -> 
             rng = getattr(change, "range", None)
             span = None if rng is None else (rng.start.line, rng.start.character, rng.end.line, rng.end.character)
             ls.documents.change(uri, span, change.text, params.text_document.version)
+            ls.core.crossfile.record_edit(uri, span[0] if span else 0)
     except Exception:
         log.exception("didChange failed for %s", uri)
 

@@ -25,6 +25,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "time_budget_ms": (10, 120_000),
     "context_window": (256, 131072),
     "threads": (0, 256),
+    "cross_file_tokens": (0, 8000),
 }
 # Changing one of these means loading the model again; the rest apply to the next request.
 RELOAD_KEYS = frozenset({"model", "quantization", "device", "dtype", "context_window", "threads"})
@@ -41,6 +42,10 @@ class Settings:
     fim_mode: str = "auto"  # auto = SPM with token healing (cache-friendly), PSM where healing cannot apply
     prefix_tokens: int = 1500
     suffix_tokens: int = 500
+    # Other files' definitions before the prefix (crossfile.py).  Off: with the embedded model it did not help
+    # (benchmarks/results/crossfile_cpu.json); it is meant for models that can use it (7B and up).
+    cross_file_context: bool = False
+    cross_file_tokens: int = 512  # their budget, taken out of prefix_tokens (at most half of it)
     max_new_tokens: int = 64
     time_budget_ms: int = 2000  # decoding stops after this long and shows what it has
     context_window: int = 4096  # KV-cache length in tokens (prompt + suggestion)

@@ -39,3 +39,12 @@ def test_only_model_settings_need_a_reload() -> None:
 def test_non_object_settings_are_ignored() -> None:
     s, problems = parse_settings(None)
     assert s == Settings() and problems == []
+
+
+def test_cross_file_settings() -> None:
+    s, problems = parse_settings({"crossFileContext": True, "crossFileTokens": 1024})
+    assert problems == [] and s.cross_file_context is True and s.cross_file_tokens == 1024
+    s2, problems = parse_settings({"crossFileContext": "on", "crossFileTokens": -1}, s)
+    assert len(problems) == 2 and s2.cross_file_context is True and s2.cross_file_tokens == 1024
+    assert Settings().cross_file_context is False  # off by default: measured no gain with the embedded model
+    assert not needs_reload(Settings(), s)
