@@ -38,7 +38,7 @@ class Settings:
     model: str | None = None  # folder or locally cached hub id; None = the embedded model
     quantization: str = "none"  # "nf4": 4-bit weights through bitsandbytes (CUDA only)
     device: str = "auto"  # auto = cuda when available, else cpu
-    dtype: str = "auto"  # auto = bfloat16 on cuda, float32 on cpu
+    dtype: str = "auto"  # auto = bfloat16 on cuda; on cpu the checkpoint's float16 if stored so, else float32
     fim_mode: str = "auto"  # auto = SPM with token healing (cache-friendly), PSM where healing cannot apply
     prefix_tokens: int = 1500
     suffix_tokens: int = 500

@@ -1,0 +1,1 @@
+"""Editor clients (editors/nvim, editors/vscode) driven for real."""

@@ -1,0 +1,185 @@
+"""The VS Code extension (editors/vscode) end to end: the built .vsix in the real VS Code workbench.
+
+code-server serves VS Code's workbench on 127.0.0.1 with the .vsix installed; headless Debian Chromium renders
+it, driven by playwright-core from editors/vscode/test/e2e.mjs (types, waits for ghost text, presses Tab, runs a
+command, breaks and fixes a setting) which reports what it saw as JSON. This test builds the .vsix, starts
+everything in a temporary home, and asserts on that report, on the file on disk and on the processes left when
+code-server goes away. scripts/install_vscode_test_deps.sh installs what it needs (npm packages, code-server,
+chromium). The screenshot of the ghost text lands in editors/vscode/test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.editors.processes import alive, cmdline, descendants
+
+ROOT = Path(__file__).resolve().parents[2]
+VSCODE = ROOT / "editors" / "vscode"
+CODE_SERVER = VSCODE / ".test-deps" / "node_modules" / ".bin" / "code-server"
+ARTIFACTS = VSCODE / "test-artifacts"
+STACK = """class Stack:
+    def __init__(self):
+        self.items = []
+
+    def push(self, item):
+        self.items
+"""
+LINE = 6  # 1-based line of "        self.items"
+TYPED = "        self.items."
+SUGGESTION = "append(item)"  # the embedded model's greedy answer here (the Neovim test sees the same)
+FAILED_PYTHON = "/nonexistent/bin/python3"  # what e2e.mjs sets codellama.pythonPath to
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"code-server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"code-server did not answer {url} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def vsix() -> Path:
+    if not CODE_SERVER.exists() or not (VSCODE / "node_modules").exists():
+        pytest.fail("VS Code test dependencies are missing: run scripts/install_vscode_test_deps.sh")
+    out = subprocess.run([str(ROOT / "scripts" / "build_vsix.sh")], capture_output=True, text=True, check=True)
+    return ROOT / "editors" / "vscode" / out.stdout.strip().splitlines()[-1]
+
+
+class CodeServer:
+    """code-server with its own user-data, extensions and config folders, a workspace holding stack.py."""
+
+    def __init__(self, home: Path, vsix: Path) -> None:
+        self.home = home
+        self.workspace = home / "project"
+        self.workspace.mkdir()
+        (self.workspace / "stack.py").write_text(STACK)
+        self.settings = home / "user-data" / "User" / "settings.json"
+        self.settings.parent.mkdir(parents=True)
+        self.settings.write_text(json.dumps({
+            "codellama.pythonPath": sys.executable,  # the .venv the tests run in (has codellama-lsp)
+            "workbench.startupEditor": "none",
+            "workbench.tips.enabled": False,
+            "telemetry.telemetryLevel": "off",
+            "extensions.autoUpdate": False,
+            "extensions.ignoreRecommendations": True,
+            "update.mode": "none",
+            "editor.quickSuggestions": {"other": False, "comments": False, "strings": False},
+            "editor.suggestOnTriggerCharacters": False,
+            "chat.disableAIFeatures": True,
+            "editor.editContext": False,
+            "codellama.trace.server": "messages",  # the LSP traffic in the extension's log, for failures
+        }, indent=2))
+        # With the setting removed, the extension falls back to `python3` on PATH: the .venv's, as for a user who
+        # activated it.
+        self.env = dict(os.environ, XDG_CONFIG_HOME=str(home / "config"), XDG_DATA_HOME=str(home / "data"),
+                        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", HF_HUB_OFFLINE="1")
+        self.dirs = ["--user-data-dir", str(home / "user-data"), "--extensions-dir", str(home / "extensions")]
+        subprocess.run([str(CODE_SERVER), *self.dirs, "--install-extension", str(vsix)], env=self.env,
+                       capture_output=True, text=True, check=True, timeout=120)
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [str(CODE_SERVER), *self.dirs, "--bind-addr", f"127.0.0.1:{self.port}", "--auth", "none",
+             "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust",
+             "--disable-getting-started-override", "--log", "trace", str(self.workspace)],
+            env=self.env, cwd=home, stdout=subprocess.DEVNULL, stderr=open(home / "code-server.log", "wb"),
+            start_new_session=True)
+        wait_http(f"http://127.0.0.1:{self.port}/healthz", self.proc)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/?folder={self.workspace}"
+
+    def servers(self) -> set[int]:
+        """Our language servers below code-server (`python -m lsp_server`)."""
+        return {p for p in descendants(self.proc.pid) if b"lsp_server" in cmdline(p)}
+
+    def logs(self) -> str:
+        """The tails of code-server's log and the extension's output channel (server log and LSP trace)."""
+        parts = [("code-server", self.home / "code-server.log")]
+        parts += [("extension", p) for p in (self.home / "user-data" / "logs").glob("*/exthost*/*/Code Llama.log")]
+        return "\n".join(f"--- {name} log:\n{p.read_text(errors='replace')[-6000:]}" for name, p in parts)
+
+    def close(self) -> None:
+        for pid in descendants(self.proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def code_server(tmp_path: Path, vsix: Path) -> Iterator[CodeServer]:
+    server = CodeServer(tmp_path, vsix)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def drive(code_server: CodeServer) -> dict:
+    ARTIFACTS.mkdir(exist_ok=True)
+    out = subprocess.run(
+        ["node", str(VSCODE / "test" / "e2e.mjs"), "--url", code_server.url, "--file", "stack.py",
+         "--line", str(LINE), "--artifacts", str(ARTIFACTS)],
+        cwd=VSCODE, capture_output=True, text=True, timeout=420)
+    lines = out.stdout.strip().splitlines()
+    seen = json.loads(lines[-1]) if lines else {}
+    assert out.returncode == 0, f"e2e.mjs failed: {seen or out.stderr[-3000:]}\n{code_server.logs()}"
+    return seen
+
+
+def test_ghost_text_in_vscode(code_server: CodeServer) -> None:
+    """Install the .vsix, type in a Python file, see the model's ghost text, Tab accepts it into the file; a
+    command shows the server's stats; a broken interpreter setting is one notification with a way out, and
+    fixing it brings the server back; the server exits when VS Code goes away."""
+    seen = drive(code_server)
+    print(json.dumps(seen, indent=1))  # shown by pytest when an assertion below fails
+
+    assert seen["ghostText"] == SUGGESTION
+    assert seen["typingAttempts"] <= 3
+    assert (code_server.workspace / "stack.py").read_text().splitlines()[LINE - 1] == TYPED + SUGGESTION
+    assert seen["toastsWhileTyping"] == []  # nothing pops up while typing
+    assert "Code Llama" in seen["statusAfter"] and " ms" in seen["statusAfter"]  # last latency in the status bar
+    assert '"model_state": "ready"' in seen["statsText"] and '"completions": ' in seen["statsText"]
+
+    assert FAILED_PYTHON in seen["failureToast"] and "cannot run the server" in seen["failureToast"]
+    assert "How to Fix" in seen["failureButtons"] and "Set Python Path" in seen["failureButtons"]
+    assert seen["statusFailed"]
+    assert seen["recovered"]
+    assert not seen.get("pageErrors"), seen.get("pageErrors")
+
+    servers = code_server.servers()
+    assert len(servers) == 1, servers  # one server (the restarted one); the failed start left nothing behind
+    code_server.proc.send_signal(signal.SIGTERM)  # VS Code goes away
+    code_server.proc.wait(30)
+    deadline = time.monotonic() + 30
+    while any(alive(p) for p in servers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(p) for p in servers), "the language server outlived VS Code"
