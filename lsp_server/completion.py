@@ -76,11 +76,11 @@ class CompletionCore:
         s = self.settings
         self.loaded, self.engine, self.load_error = None, None, None
         loaded = load(LoadSpec(s.model, s.quantization, s.device, s.dtype, s.threads), progress)
-        engine = Engine(loaded.model, s.context_window, reuse_cache=s.cache_reuse)
+        engine = Engine(loaded.model, s.context_window, reuse_cache=s.cache_reuse, decode=s.decode)
         if progress:
-            progress("warming up", 90)
-        engine.generate(GenerationRequest(prompt_ids=[loaded.tokenizer.bos_id] * 8, max_new_tokens=2, stop_ids=set()))
-        engine.reset()
+            graphs = engine.static is not None and engine.static.use_graphs
+            progress("warming up (capturing CUDA graphs)" if graphs else "warming up", 90)
+        engine.warm_up(loaded.tokenizer.bos_id)  # a prefill and a decode; on CUDA every decode graph captured
         self.loaded, self.engine = loaded, engine
         return loaded
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -21,6 +22,8 @@ from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInva
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
+from lsp_server import actions, commands
+from lsp_server.assistant import Assistant
 from lsp_server.completion import CompletionCore, NotReadyError, Outcome
 from lsp_server.crossfile import uri_to_path
 from lsp_server.documents import Document, DocumentStore, PositionError, UnknownDocumentError
@@ -51,6 +54,18 @@ class Protocol(LanguageServerProtocol):
                 return _Ignored()
             raise
 
+    def _handle_cancel_notification(self, msg_id: Any) -> None:
+        """``$/cancelRequest`` for a command also stops its decoding.
+
+        pygls runs a command's handler as a task of its own, which this notification does not reach: it only
+        answers the request with RequestCancelled.  The action's ticket is found by the request id and flagged,
+        so the engine stops at the next token.
+        """
+        ticket = getattr(self._server, "action_tickets", {}).get(msg_id)
+        if ticket is not None:
+            ticket.cancel.set()
+        super()._handle_cancel_notification(msg_id)
+
 
 class _Ignored:
     """A message already answered; ``handle_message`` skips it (its jsonrpc tag does not match)."""
@@ -68,6 +83,9 @@ class CodeLlamaServer(LanguageServer):
         self.scheduler = Scheduler()
         self.stats = Stats()
         self.typeahead = TypeAhead()
+        self.assistant = Assistant(self.core)
+        self.action_tickets: dict[Any, Ticket] = {}  # by request id, for $/cancelRequest
+        self.progress_cancels: dict[str, threading.Event] = {}  # by progress token, for workDoneProgress/cancel
         self.loading: asyncio.Future[Any] | None = None
         self._shown_errors: set[str] = set()
 
@@ -95,7 +113,7 @@ class CodeLlamaServer(LanguageServer):
     def start_loading(self) -> None:
         """Load the model on the worker with ``$/progress``; errors become one clear message."""
         token = str(uuid.uuid4())
-        progress_ok = self._progress_supported()
+        progress_ok = self.progress_supported()
         if progress_ok:
             self.work_done_progress.create(token)
             self.work_done_progress.begin(token, lsp.WorkDoneProgressBegin(title="codellama: loading model",
@@ -130,7 +148,7 @@ class CodeLlamaServer(LanguageServer):
 
         future.add_done_callback(done)
 
-    def _progress_supported(self) -> bool:
+    def progress_supported(self) -> bool:
         window = self.client_capabilities.window
         return bool(window and window.work_done_progress)
 
@@ -312,6 +330,52 @@ async def inline_completion(ls: CodeLlamaServer, params: lsp.InlineCompletionPar
         ls.stats.errors += 1
         log.exception("inline completion failed")
         raise JsonRpcInternalError(f"completion failed: {exc}") from exc
+
+
+@SERVER.feature(lsp.TEXT_DOCUMENT_CODE_ACTION, lsp.CodeActionOptions(
+    code_action_kinds=list(actions.KINDS.values()), resolve_provider=False))
+def code_action(ls: CodeLlamaServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
+    """Explain / refactor / add docstring for the selection or the definition around the cursor (no model call)."""
+    doc = ls._document(params.text_document.uri)
+    r = params.range
+    span = (r.start.line, r.start.character, r.end.line, r.end.character)
+    try:
+        offers = actions.offers(doc, span, params.context.only, ls.assistant.instruction_tuned_hint())
+    except PositionError as exc:
+        raise JsonRpcInvalidParams(str(exc)) from exc
+    return [lsp.CodeAction(title=o.title, kind=o.kind, command=lsp.Command(
+        title=o.title, command=o.command, arguments=[doc.uri, range_json(o.span)])) for o in offers]
+
+
+def range_json(span: tuple[int, int, int, int]) -> dict[str, Any]:
+    """An LSP Range as plain JSON (command arguments are sent as they are)."""
+    return {"start": {"line": span[0], "character": span[1]}, "end": {"line": span[2], "character": span[3]}}
+
+
+@SERVER.command(actions.EXPLAIN)
+async def explain(ls: CodeLlamaServer, *args: Any) -> dict[str, Any]:
+    """``[uri, range]`` → ``{"markdown"}``."""
+    return await commands.execute(ls, actions.EXPLAIN, args)
+
+
+@SERVER.command(actions.REFACTOR)
+async def refactor(ls: CodeLlamaServer, *args: Any) -> dict[str, Any]:
+    """``[uri, range, instruction?]`` → ``{"applied", "message"}`` (the edit goes through workspace/applyEdit)."""
+    return await commands.execute(ls, actions.REFACTOR, args)
+
+
+@SERVER.command(actions.DOCSTRING)
+async def docstring(ls: CodeLlamaServer, *args: Any) -> dict[str, Any]:
+    """``[uri, range]`` → ``{"applied", "message"}`` (the docstring goes through workspace/applyEdit)."""
+    return await commands.execute(ls, actions.DOCSTRING, args)
+
+
+@SERVER.feature(lsp.WINDOW_WORK_DONE_PROGRESS_CANCEL)
+def progress_cancel(ls: CodeLlamaServer, params: lsp.WorkDoneProgressCancelParams) -> None:
+    """The user cancelled an action's progress: stop its decoding at the next token."""
+    cancel = ls.progress_cancels.get(str(params.token))
+    if cancel is not None:
+        cancel.set()
 
 
 @SERVER.feature(STATS)

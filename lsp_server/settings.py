@@ -17,6 +17,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),
     "dtype": ("auto", "float32", "bfloat16", "float16"),
     "fim_mode": ("auto", "psm", "spm"),
+    "decode": ("auto", "eager", "static"),
 }
 RANGES: dict[str, tuple[int, int]] = {
     "prefix_tokens": (16, 16000),
@@ -26,9 +27,11 @@ RANGES: dict[str, tuple[int, int]] = {
     "context_window": (256, 131072),
     "threads": (0, 256),
     "cross_file_tokens": (0, 8000),
+    "instruct_tokens": (256, 100_000),
+    "instruct_max_new_tokens": (1, 4096),
 }
 # Changing one of these means loading the model again; the rest apply to the next request.
-RELOAD_KEYS = frozenset({"model", "quantization", "device", "dtype", "context_window", "threads"})
+RELOAD_KEYS = frozenset({"model", "quantization", "device", "dtype", "context_window", "threads", "decode"})
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,12 @@ class Settings:
     context_window: int = 4096  # KV-cache length in tokens (prompt + suggestion)
     cache_reuse: bool = True  # reuse the KV cache across requests (off only for benchmarks)
     threads: int = 0  # CPU threads for torch; 0 = torch's default
+    decode: str = "auto"  # decode step: static = fixed shapes, CUDA graphs on CUDA; auto = static on CUDA only
     enabled: bool = True
+    # Code actions (explain / refactor / docstring) with Code Llama - Instruct (assistant.py, instruct.py).
+    instruct_model: str | None = None  # None = the completion model; else loaded on the first action and kept
+    instruct_tokens: int = 3000  # prompt budget: a longer selection is cut, and the answer says so
+    instruct_max_new_tokens: int = 512  # longest answer in tokens
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # unknown keys, kept for logs
 
 
@@ -81,6 +89,8 @@ def _check(name: str, value: Any, default: Any) -> str | None:
             return f"must be a whole number from {lo} to {hi}"
     elif name == "model" and value is not None and (not isinstance(value, str) or not value.strip()):
         return "must be a folder path or a locally cached model id (or null for the embedded model)"
+    elif name == "instruct_model" and value is not None and (not isinstance(value, str) or not value.strip()):
+        return "must be a folder path or a locally cached model id (or null to use the completion model)"
     return None
 
 
@@ -96,7 +106,7 @@ def parse_settings(raw: Any, base: Settings | None = None) -> tuple[Settings, li
         if name not in known:
             extra[key] = value
             continue
-        if name == "model" and value == "":
+        if name in ("model", "instruct_model") and value == "":
             value = None
         why = _check(name, value, getattr(base, name))
         if why is None:

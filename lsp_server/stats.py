@@ -36,6 +36,10 @@ class Stats:
     generated_tokens: int = 0
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     last: dict[str, Any] = field(default_factory=dict)  # the last request's per-stage timings
+    actions: int = 0  # codellama.explain / refactor / docstring commands run
+    actions_applied: int = 0  # edits the client applied
+    actions_cancelled: int = 0  # stopped by $/cancelRequest or by cancelling their progress
+    last_action: dict[str, Any] = field(default_factory=dict)  # command, stop, tokens, cut, model, outcome
 
     def record_generation(self, prompt: int, reused: int, prefilled: int, generated: int) -> None:
         self.prompt_tokens += prompt

@@ -43,6 +43,7 @@ class GenerationRequest:
     should_stop: Callable[[list[int]], bool] | None = None  # post-processing rules, on the ids so far
     deadline: float | None = None  # time.monotonic() after which decoding stops
     cancel: threading.Event | None = None
+    on_token: Callable[[list[int]], None] | None = None  # called with the ids so far after each token (streaming)
 
 
 @dataclass
@@ -230,10 +231,17 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
 class Engine:
     """Greedy decoding with prefix reuse.  Not thread-safe: one model worker owns it."""
 
-    def __init__(self, model: Any, max_context: int, reuse_cache: bool = True) -> None:
+    def __init__(self, model: Any, max_context: int, reuse_cache: bool = True, decode: str = "auto") -> None:
+        from model_backend.static_decode import StaticDecoder, resolve_mode  # it builds on LlamaRunner
+
         self.runner = LlamaRunner(model, max_context)
         self.reuse_cache = reuse_cache
         self.cached_ids: list[int] = []  # ids whose keys/values are valid in the cache, in order
+        # "static": fixed-shape decode step (static_decode.py), replayed from CUDA graphs on CUDA; auto = on CUDA
+        self.decode = resolve_mode(decode, self.runner.device)
+        self.static = StaticDecoder(self.runner) if self.decode == "static" else None
+        self.forward: Callable[[list[int], int], torch.Tensor] = (
+            self.static.forward if self.static is not None else self.runner.forward)
 
     @property
     def max_context(self) -> int:
@@ -250,7 +258,7 @@ class Engine:
         reused = common_prefix_len(self.cached_ids, prompt) if self.reuse_cache else 0
         reused = min(reused, len(prompt) - 1)  # at least one token must run to produce logits
         self.cached_ids = list(prompt[:reused])  # everything after `reused` gets overwritten
-        logits = self.runner.forward(prompt[reused:], reused)
+        logits = self.forward(prompt[reused:], reused)
         self.cached_ids = list(prompt)
         t1 = time.perf_counter()
         ids, stop = self._decode(req, logits)
@@ -268,10 +276,12 @@ class Engine:
             if token in req.stop_ids:
                 return out, "eos"
             out.append(token)
+            if req.on_token is not None:
+                req.on_token(out)
             reason = self._stop_after(req, out)
             if reason is not None:
                 return out, reason
-            logits = self.runner.forward([token], len(self.cached_ids))
+            logits = self.forward([token], len(self.cached_ids))
             self.cached_ids.append(token)
 
     def _stop_after(self, req: GenerationRequest, out: list[int]) -> StopReason | None:
@@ -298,3 +308,11 @@ class Engine:
     def reset(self) -> None:
         """Forget the cache (e.g. after an error mid-forward)."""
         self.cached_ids = []
+
+    def warm_up(self, bos_id: int = 1) -> None:
+        """One short prefill and decode (lazy initialisations), every CUDA graph captured, then a clean cache."""
+        n = max(1, min(16, self.max_context - 3))
+        self.generate(GenerationRequest(prompt_ids=[bos_id] * n, max_new_tokens=2, stop_ids=set()))
+        if self.static is not None:
+            self.static.capture_all(bos_id)
+        self.reset()

@@ -257,3 +257,49 @@ def test_missing_server_is_one_clear_message(editor: Editor) -> None:
     assert editor.lua("return #vim.lsp.get_clients()") == 0
     editor.nvim.command("checkhealth codellama")
     assert "server not found: `/nonexistent/codellama-lsp`" in "\n".join(editor.nvim.current.buffer[:])
+
+
+LIST_ACTIONS = """
+local c = require('codellama.client').get(0)
+local params = vim.lsp.util.make_range_params(0, c.offset_encoding)
+params.range = { start = { line = ..., character = 0 }, ['end'] = { line = select(2, ...), character = 0 } }
+params.context = { diagnostics = {} }
+local r = require('codellama.client').request_sync(c, 'textDocument/codeAction', params, 5000, 0)
+return vim.tbl_map(function(a) return a.title end, r and r.result or {})
+"""
+FLOAT = """
+local cfg = vim.api.nvim_win_get_config(0)
+if cfg.relative == '' then return nil end
+return table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), '\\n')
+"""
+
+
+def test_code_actions(editor: Editor) -> None:
+    """Explain and refactor through vim.lsp.buf.code_action(): listed for a selection, the explanation in a
+    floating window that `q` closes, the refactor instruction asked with vim.ui.input and its outcome reported."""
+    editor.lua("require('codellama').setup({ fallback = 'always', settings = { instructMaxNewTokens = 48 } })")
+    editor.open_and_wait_for_server()
+    titles = editor.lua(LIST_ACTIONS, 4, 6)  # the push method
+    assert any(t.startswith("Explain with Code Llama") for t in titles), titles
+    assert any(t.startswith("Refactor with Code Llama") for t in titles), titles
+
+    # Cursor inside push, nothing selected: the actions cover the enclosing function.
+    editor.nvim.command(f"normal! {LINE + 1}G")
+    editor.lua("vim.lsp.buf.code_action({ apply = true, filter = function(a) return a.title:find('^Explain') end })")
+    text = editor.wait(lambda: editor.lua(FLOAT), timeout=120, what="the explanation's floating window")
+    assert "instruction-tuned" in text and len(text.strip()) > 40
+    assert editor.lua("return vim.bo.filetype") == "markdown"
+    editor.nvim.input("q")
+    editor.wait(lambda: not editor.lua(FLOAT) and editor.nvim.current.buffer.name.endswith("stack.py"), what="q")
+
+    before = editor.nvim.current.buffer[:]
+    editor.lua("vim.ui.input = function(opts, on_confirm) _G.asked = opts.prompt on_confirm('') end")
+    editor.lua("vim.lsp.buf.code_action({ apply = true, filter = function(a) return a.title:find('^Refactor') end })")
+    note = editor.wait(lambda: [n for n in editor.lua("return _G.notes") if n["msg"].startswith("codellama: ")],
+                       timeout=120, what="the refactor's outcome")[0]
+    assert "Refactor" in editor.lua("return _G.asked")
+    if note["level"] == 3:  # vim.log.levels.WARN: not applied, so the buffer is exactly as it was
+        assert editor.nvim.current.buffer[:] == before
+    else:
+        assert editor.nvim.current.buffer[:] != before
+    assert editor.lua("return vim.v.errmsg") == ""

@@ -10,6 +10,7 @@ chromium). The screenshot of the ghost text lands in editors/vscode/test-artifac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -101,11 +102,12 @@ class CodeServer:
         subprocess.run([str(CODE_SERVER), *self.dirs, "--install-extension", str(vsix)], env=self.env,
                        capture_output=True, text=True, check=True, timeout=120)
         self.port = free_port()
+        self.log = open(home / "code-server.log", "wb")  # noqa: SIM115 (closed in close())
         self.proc = subprocess.Popen(
             [str(CODE_SERVER), *self.dirs, "--bind-addr", f"127.0.0.1:{self.port}", "--auth", "none",
              "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust",
              "--disable-getting-started-override", "--log", "trace", str(self.workspace)],
-            env=self.env, cwd=home, stdout=subprocess.DEVNULL, stderr=open(home / "code-server.log", "wb"),
+            env=self.env, cwd=home, stdout=subprocess.DEVNULL, stderr=self.log,
             start_new_session=True)
         wait_http(f"http://127.0.0.1:{self.port}/healthz", self.proc)
 
@@ -125,13 +127,12 @@ class CodeServer:
 
     def close(self) -> None:
         for pid in descendants(self.proc.pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(10)
+        self.log.close()
 
 
 @pytest.fixture
@@ -157,8 +158,8 @@ def drive(code_server: CodeServer) -> dict:
 
 def test_ghost_text_in_vscode(code_server: CodeServer) -> None:
     """Install the .vsix, type in a Python file, see the model's ghost text, Tab accepts it into the file; a
-    command shows the server's stats; a broken interpreter setting is one notification with a way out, and
-    fixing it brings the server back; the server exits when VS Code goes away."""
+    command shows the server's stats; a broken interpreter setting is one
+    notification with a way out, and fixing it brings the server back; the server exits when VS Code goes away."""
     seen = drive(code_server)
     print(json.dumps(seen, indent=1))  # shown by pytest when an assertion below fails
 

@@ -64,3 +64,25 @@ def as_dict(obj: Any) -> dict[str, Any]:
     if isinstance(obj, list | tuple):
         return [as_dict(v) for v in obj]
     return obj
+
+
+def offset_of(text: str, position: lsp.Position) -> int:
+    """str offset of an LSP position (UTF-16 columns) in ``text``."""
+    lines = text.split("\n")
+    start = sum(len(line) + 1 for line in lines[:position.line])
+    line, units = lines[position.line], 0
+    for i, ch in enumerate(line):
+        if units >= position.character:
+            return start + i
+        units += 2 if ord(ch) > 0xFFFF else 1
+    return start + len(line)
+
+
+def replace(buf: Buffer, start: int, end: int, new: str) -> None:
+    """Replace ``buf.text[start:end]`` with ``new`` as one incremental change (e.g. applying a server's edit)."""
+    a, b = buf.position(start), buf.position(end)
+    buf.text = buf.text[:start] + new + buf.text[end:]
+    buf.version += 1
+    buf.client.text_document_did_change(lsp.DidChangeTextDocumentParams(
+        text_document=lsp.VersionedTextDocumentIdentifier(uri=buf.uri, version=buf.version),
+        content_changes=[lsp.TextDocumentContentChangePartial(range=lsp.Range(start=a, end=b), text=new)]))

@@ -4,6 +4,7 @@
  * logic lives in the server; VS Code renders its `textDocument/inlineCompletion` answers as ghost text.
  */
 import * as vscode from 'vscode';
+import { EXPLAIN, REFACTOR, selectionCommand } from './actions';
 import { Server } from './server';
 import { readClientSettings, SECTION } from './settings';
 import { Status } from './status';
@@ -18,7 +19,7 @@ const viewChanged = new vscode.EventEmitter<vscode.Uri>();
 export function activate(context: vscode.ExtensionContext): void {
     const log = vscode.window.createOutputChannel('Code Llama', { log: true });
     const status = new Status();
-    server = new Server(context, log, status);
+    server = new Server(context, log, status, showMarkdown);
     const s = server;
     context.subscriptions.push(log, status, s,
         command('codellama.toggle', toggle),
@@ -28,6 +29,8 @@ export function activate(context: vscode.ExtensionContext): void {
         command('codellama.restart', () => s.restart()),
         command('codellama.showLog', () => log.show(true)),
         command('codellama.menu', menu),
+        command('codellama.explainSelection', selectionCommand(EXPLAIN, () => s.languageClient)),
+        command('codellama.refactorSelection', selectionCommand(REFACTOR, () => s.languageClient)),
         viewChanged,
         vscode.workspace.registerTextDocumentContentProvider(SCHEME, {
             onDidChange: viewChanged.event,
@@ -90,6 +93,14 @@ async function showStats(s: Server): Promise<void> {
         const ordered = { model_state, model, model_error, latency_ms_p50, latency_ms_p95, ...rest };
         await show('Stats.json', JSON.stringify(ordered, null, 2));
     }
+}
+
+/** Markdown rendered beside the code (the explanation of a selection). */
+async function showMarkdown(name: string, markdown: string): Promise<void> {
+    const uri = vscode.Uri.from({ scheme: SCHEME, path: name });
+    views.set(uri.path, markdown);
+    viewChanged.fire(uri);
+    await vscode.commands.executeCommand('markdown.showPreviewToSide', uri);
 }
 
 /** Show `content` read-only beside the code; the file name's extension picks the language. */

@@ -10,6 +10,7 @@ import {
     CloseAction, CloseHandlerResult, DidChangeConfigurationNotification, ErrorAction, ErrorHandlerResult,
     LanguageClient, LanguageClientOptions, RevealOutputChannelOn, ServerOptions, State,
 } from 'vscode-languageclient/node';
+import { aroundCommand, ShowMarkdown } from './actions';
 import { findInterpreter, NoInterpreterError } from './python';
 import { ClientSettings, languageEnabled, readClientSettings, serverSettings } from './settings';
 import { Status } from './status';
@@ -37,8 +38,14 @@ export class Server implements vscode.Disposable {
         private readonly context: vscode.ExtensionContext,
         private readonly log: vscode.LogOutputChannel,
         private readonly status: Status,
+        private readonly showMarkdown: ShowMarkdown,
     ) {
         this.status.settings(this.settings.enabled, this.settings.trigger === 'manual');
+    }
+
+    /** The language client while the server runs (for the context-menu commands). */
+    get languageClient(): LanguageClient | undefined {
+        return this.running ? this.client : undefined;
     }
 
     get running(): boolean {
@@ -126,6 +133,7 @@ export class Server implements vscode.Disposable {
             errorHandler: { error: (_e, _m, count) => this.onError(count), closed: () => this.onClosed() },
             stdioOptions: { stdout: input => this.forward(input), stderr: input => this.forward(input) },
             middleware: {
+                executeCommand: (command, args, next) => aroundCommand(command, args, next, this.showMarkdown),
                 provideInlineCompletionItems: async (document, position, context, token, next) => {
                     this.log.trace(`inline completion asked (${context.triggerKind === 0 ? 'invoked' : 'automatic'}) at ${position.line + 1}:${position.character + 1}`);
                     if (!this.wanted(document, context)) {

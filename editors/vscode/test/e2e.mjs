@@ -45,15 +45,19 @@ async function setSetting(page, id, value) {
     const box = page.locator('.settings-editor .setting-item-contents').filter({ hasText: title }).locator('input').first();
     await box.waitFor();
     await box.click();
-    await page.keyboard.press(`${mod}+A`);
-    if (value) {
-        await page.keyboard.type(value);
-    } else {
-        await page.keyboard.press('Delete');
-    }
+    await box.fill(value); // the whole value at once: keystrokes can be lost on a loaded machine
     await page.keyboard.press('Enter');
     await page.waitForTimeout(1000); // the Settings editor writes after a short debounce
     await page.keyboard.press(`${mod}+W`);
+}
+
+/** Run a command from the palette by its full title. */
+async function runCommand(page, title) {
+    await page.keyboard.press('F1');
+    await page.locator('.quick-input-widget input').waitFor();
+    await page.keyboard.type(title);
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor();
+    await page.keyboard.press('Enter');
 }
 
 async function run(page) {

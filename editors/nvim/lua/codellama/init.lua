@@ -103,6 +103,7 @@ function M.setup(opts)
   backend = use_native(cfg) and require('codellama.native') or require('codellama.ghost')
   require('codellama.ghost').configure(cfg)
   vim.api.nvim_set_hl(0, 'CodeLlamaSuggestion', { link = 'Comment', default = true })
+  require('codellama.actions').register()
   autocmds()
   if old and not vim.deep_equal(old.settings, cfg.settings) then
     client.push_settings(cfg.settings)
