@@ -148,29 +148,51 @@ def build_prompts(tok: CodeLlamaTokenizer, plan: Plan) -> tuple[list[int], list[
 
 # -- the variants ----------------------------------------------------------------------------------------
 Generate = Callable[[list[int], int], list[int]]  # (prompt, new tokens) -> generated ids
+PerToken = Callable[[], float]  # decode ms per token of the last call (after its first token)
 
 
-def hf_generate(model: Any, device: torch.device) -> Generate:
-    """(a): what a user writes: ``model.generate`` greedy, forced to ``n`` new tokens."""
+def hf_generate(model: Any, device: torch.device) -> tuple[Generate, PerToken]:
+    """(a): what a user writes: ``model.generate`` greedy, forced to ``n`` new tokens.
+
+    Decode speed comes from a logits processor that only notes the time of each step (``generate`` waits for
+    every step's token before the next, so the intervals are the steps' times).
+    """
+    from transformers import LogitsProcessorList
+
     eos = int(model.config.eos_token_id or 2)
+    stamps: list[float] = []
+
+    def clock(input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        stamps.append(time.perf_counter())
+        return scores
 
     def run(prompt: list[int], n: int) -> list[int]:
+        stamps.clear()
         ids = torch.tensor([prompt], device=device)
         with torch.inference_mode():
             out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
-                                 do_sample=False, pad_token_id=eos)
+                                 do_sample=False, pad_token_id=eos, logits_processor=LogitsProcessorList([clock]))
         return [int(t) for t in out[0, len(prompt):].tolist()]
 
-    return run
+    def per_token() -> float:
+        return (stamps[-1] - stamps[0]) * 1e3 / (len(stamps) - 1) if len(stamps) > 1 else float("nan")
+
+    return run, per_token
 
 
-def engine_generate(engine: Engine, results: list[GenerationResult]) -> Generate:
+def engine_generate(engine: Engine, results: list[GenerationResult]) -> tuple[Generate, PerToken]:
+    """(b)-(e): the engine; decode speed from its own clock (it waits for every token, to check the stops)."""
+
     def run(prompt: list[int], n: int) -> list[int]:
         result = engine.generate(GenerationRequest(prompt_ids=prompt, max_new_tokens=n, stop_ids=set()))
         results.append(result)
         return result.ids
 
-    return run
+    def per_token() -> float:
+        last = results[-1]
+        return last.decode_ms / (len(last.ids) - 1) if len(last.ids) > 1 else float("nan")
+
+    return run, per_token
 
 
 def make_engine(key: str, model: Any, plan: Plan) -> Engine:
@@ -190,19 +212,20 @@ def timed(fn: Generate, prompt: list[int], n: int, device: torch.device) -> tupl
     return ids, (time.perf_counter() - t0) * 1e3
 
 
-def measure(fn: Generate, plan: Plan, cold: list[int], base: list[int], typed: list[list[int]],
-            device: torch.device, reset: Callable[[], None]) -> tuple[dict[str, Any], dict[str, Any]]:
+def measure(fn: Generate, per_token_ms: PerToken, plan: Plan, cold: list[int], base: list[int],
+            typed: list[list[int]], device: torch.device,
+            reset: Callable[[], None]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Cold prompt (prefill, decode speed) then the typing replay.  Returns (metrics, outputs)."""
     fn(cold[:32], 2)  # first call of this path: lazy initialisations, kernel selection
     prefill, decode = [], []
     cold_out: list[int] = []
     for _ in range(plan.cold_repeats):
         reset()
-        _, one = timed(fn, cold, 1, device)  # prefill + the first token
+        _, one = timed(fn, cold, 1, device)  # prefill + the first token, end to end
         reset()
-        cold_out, full = timed(fn, cold, plan.decode_tokens, device)
+        cold_out, _ = timed(fn, cold, plan.decode_tokens, device)
         prefill.append(one)
-        decode.append((full - one) / (plan.decode_tokens - 1))
+        decode.append(per_token_ms())
     reset()
     fn(base, 1)  # the file is open: the request before the first keystroke (untimed)
     latencies, outputs = [], []
@@ -267,19 +290,19 @@ def run_variant(key: str, loaded: LoadedModel, plan: Plan, prompts: tuple[list[i
         torch.cuda.reset_peak_memory_stats()
     try:
         if key == "a":
-            fn, reset = hf_generate(loaded.model, device), (lambda: None)
+            (fn, per_token), reset = hf_generate(loaded.model, device), (lambda: None)
         else:
             engine = make_engine(key, loaded.model, plan)
             t1 = time.perf_counter()
             engine.warm_up(loaded.tokenizer.bos_id)  # as the server does at load: captures the graphs
             entry["warm_up_s"] = round(time.perf_counter() - t1, 2)
-            fn, reset = engine_generate(engine, results), engine.reset
+            (fn, per_token), reset = engine_generate(engine, results), engine.reset
             if engine.static is not None:
                 entry.update(decode="static", cuda_graphs=engine.static.use_graphs,
                              graph_windows=sorted(engine.static.graphs), graph_fallback=engine.static.fallback)
             else:
                 entry["decode"] = "eager"
-        metrics, outputs = measure(fn, plan, *prompts, device, reset)
+        metrics, outputs = measure(fn, per_token, plan, *prompts, device, reset)
         entry.update(metrics)
         if results:  # the typing replay's requests are the last ones
             typing = results[-len(prompts[2]):]
