@@ -20,19 +20,11 @@ import pynvim
 import pytest
 
 from tests.editors.processes import alive, cmdline, descendants
+from tests.editors.sample import ROW, STACK, SUGGESTION, TYPED
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "editors" / "nvim"
-STACK = """class Stack:
-    def __init__(self):
-        self.items = []
-
-    def push(self, item):
-        self.items
-"""
-LINE = 5  # 0-based row of "        self.items"
-TYPED = "        self.items."
-SUGGESTION = "append(item)"  # what the embedded model says after TYPED (greedy, so it repeats)
+LINE = ROW  # 0-based
 
 # Runs before setup(): notifications are recorded instead of shown, so the tests can count them.
 RECORD_NOTIFY = """

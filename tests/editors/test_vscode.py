@@ -25,21 +25,13 @@ from pathlib import Path
 import pytest
 
 from tests.editors.processes import alive, cmdline, descendants
+from tests.editors.sample import ROW, STACK, SUGGESTION, TYPED
 
 ROOT = Path(__file__).resolve().parents[2]
 VSCODE = ROOT / "editors" / "vscode"
 CODE_SERVER = VSCODE / ".test-deps" / "node_modules" / ".bin" / "code-server"
 ARTIFACTS = VSCODE / "test-artifacts"
-STACK = """class Stack:
-    def __init__(self):
-        self.items = []
-
-    def push(self, item):
-        self.items
-"""
-LINE = 6  # 1-based line of "        self.items"
-TYPED = "        self.items."
-SUGGESTION = "append(item)"  # the embedded model's greedy answer here (the Neovim test sees the same)
+LINE = ROW + 1  # 1-based, as VS Code's Go to Line takes it
 FAILED_PYTHON = "/nonexistent/bin/python3"  # what e2e.mjs sets codellama.pythonPath to
 
 

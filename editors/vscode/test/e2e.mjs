@@ -51,15 +51,6 @@ async function setSetting(page, id, value) {
     await page.keyboard.press(`${mod}+W`);
 }
 
-/** Run a command from the palette by its full title. */
-async function runCommand(page, title) {
-    await page.keyboard.press('F1');
-    await page.locator('.quick-input-widget input').waitFor();
-    await page.keyboard.type(title);
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor();
-    await page.keyboard.press('Enter');
-}
-
 async function run(page) {
     await page.goto(args.url);
     await page.locator('.monaco-workbench .part.statusbar').waitFor({ timeout: 60_000 });
