@@ -44,6 +44,11 @@ def test_smoke_run_on_cpu_reports_everything_and_the_engine_paths_agree(tmp_path
     assert eq["b_vs_c"]["identical_keystrokes"] == gpu_bench.SMOKE.keystrokes
     assert "a_vs_b" in eq and "note" in eq
     assert report["variants"]["c_engine_static_reuse"]["distinct_output_tokens"] > 5  # not one token repeated
+    agreement = report["variants"]["c_engine_static_reuse"]["step_agreement"]  # teacher-forced, float32
+    assert agreement["steps"] == gpu_bench.SMOKE.agreement_steps
+    assert agreement["eager_step_repeatable"] == agreement["steps"]
+    for pair in ("c_vs_e", "c_vs_eager_forward", "e_vs_eager_forward"):
+        assert agreement[pair]["argmax_disagreements"] == 0 and agreement[pair]["max_abs_logit_diff"] < 1e-3
 
 
 def test_nf4_without_its_requirements_is_refused_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
