@@ -85,6 +85,7 @@ class CodeServer:
             "chat.disableAIFeatures": True,
             "editor.editContext": False,
             "codellama.trace.server": "messages",  # the LSP traffic in the extension's log, for failures
+            "codellama.instructMaxNewTokens": 48,  # code actions: a short answer is enough to see it arrive
         }, indent=2))
         # With the setting removed, the extension falls back to `python3` on PATH: the .venv's, as for a user who
         # activated it.
@@ -150,7 +151,7 @@ def drive(code_server: CodeServer) -> dict:
 
 def test_ghost_text_in_vscode(code_server: CodeServer) -> None:
     """Install the .vsix, type in a Python file, see the model's ghost text, Tab accepts it into the file; a
-    command shows the server's stats; a broken interpreter setting is one
+    command shows the server's stats; explain and refactor run from Refactor...; a broken interpreter setting is one
     notification with a way out, and fixing it brings the server back; the server exits when VS Code goes away."""
     seen = drive(code_server)
     print(json.dumps(seen, indent=1))  # shown by pytest when an assertion below fails
@@ -161,6 +162,20 @@ def test_ghost_text_in_vscode(code_server: CodeServer) -> None:
     assert seen["toastsWhileTyping"] == []  # nothing pops up while typing
     assert "Code Llama" in seen["statusAfter"] and " ms" in seen["statusAfter"]  # last latency in the status bar
     assert '"model_state": "ready"' in seen["statsText"] and '"completions": ' in seen["statsText"]
+
+    # Code actions: listed by Refactor... for the function around the cursor, the explanation rendered beside the
+    # code (labelled: the embedded model is not instruction-tuned), refactor asks what to change and reports.
+    for title in ("Explain with Code Llama", "Refactor with Code Llama", "Add docstring with Code Llama"):
+        assert any(row.startswith(title) for row in seen["refactorMenu"]), seen["refactorMenu"]
+    assert "instruction-tuned" in seen["explanation"] and len(seen["explanation"].strip()) > 40
+    assert seen["explanationTab"]
+    assert "What should change?" in seen["refactorPrompt"]
+    assert seen["refactorOutcome"].startswith("Code Llama: ")
+    if seen["refactorOutcomeIsWarning"]:  # not applied: the buffer is exactly as it was
+        assert seen["linesAfterRefactor"] == seen["linesBeforeRefactor"]
+    else:
+        assert seen["linesAfterRefactor"] != seen["linesBeforeRefactor"]
+    assert "Explain Selection" in seen["contextMenu"] and "Refactor Selection..." in seen["contextMenu"]
 
     assert FAILED_PYTHON in seen["failureToast"] and "cannot run the server" in seen["failureToast"]
     assert "How to Fix" in seen["failureButtons"] and "Set Python Path" in seen["failureButtons"]

@@ -9,7 +9,8 @@ export const SECTION = 'codellama';
 /** Settings the server reads, under the same camelCase names as in its README. */
 const SERVER_KEYS = [
     'model', 'quantization', 'device', 'dtype', 'fimMode', 'maxNewTokens', 'timeBudgetMs', 'prefixTokens',
-    'suffixTokens', 'crossFileContext', 'crossFileTokens', 'contextWindow', 'threads',
+    'suffixTokens', 'crossFileContext', 'crossFileTokens', 'contextWindow', 'threads', 'instructModel',
+    'instructTokens', 'instructMaxNewTokens',
 ] as const;
 
 /** Settings the client acts on: which interpreter to start, and whether to ask for a suggestion at all. */
@@ -42,6 +43,7 @@ export function serverSettings(): Record<string, unknown> {
         settings[key] = config.get(key);
     }
     settings.model = settings.model || null; // "" means the embedded model
+    settings.instructModel = settings.instructModel || null; // "" means the completion model
     settings.enabled = config.get<boolean>('enabled', true);
     return settings;
 }

@@ -5,8 +5,9 @@
 //   node e2e.mjs --url URL --file NAME --line N --artifacts DIR
 //
 // Steps: wait for the extension's status-bar item to say the model is ready; open NAME; go to the end of line
-// N; type "."; wait for the ghost text; screenshot; Tab; save; run "Code Llama: Show Stats"; then point
-// codellama.pythonPath at a missing interpreter, read the notification the extension shows, and put it back.
+// N; type "."; wait for the ghost text; screenshot; Tab; save; run "Code Llama: Show Stats"; explain and refactor
+// through Refactor... (the server's code actions), read the context menu; then point codellama.pythonPath at a
+// missing interpreter, read the notification the extension shows, and put it back.
 import { chromium } from 'playwright-core';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -49,6 +50,55 @@ async function setSetting(page, id, value) {
     await page.keyboard.press('Enter');
     await page.waitForTimeout(1000); // the Settings editor writes after a short debounce
     await page.keyboard.press(`${mod}+W`);
+}
+
+/** Back to the code: the first editor group holds the test file (stats and explanations open beside it). */
+async function focusCode(page) {
+    await page.keyboard.press(`${mod}+1`);
+    await page.locator('.editor-group-container.active .monaco-editor .view-lines')
+        .filter({ hasText: 'class Stack' }).first().waitFor({ timeout: 10_000 });
+}
+
+/** Pick an entry of the open code-action menu with the keyboard, as a user would (arrows, Enter). */
+async function chooseAction(page, title) {
+    const focused = page.locator('.action-widget .monaco-list-row.focused');
+    for (let i = 0; i < 12; i++) {
+        if ((await focused.allInnerTexts()).some(t => t.startsWith(title))) {
+            await page.keyboard.press('Enter');
+            return;
+        }
+        await page.keyboard.press('ArrowDown');
+    }
+    throw new Error(`${title} is not in the code-action menu`);
+}
+
+async function goTo(page, where) {
+    await page.keyboard.press(`${mod}+G`);
+    await page.locator('.quick-input-widget input').waitFor();
+    await page.keyboard.type(where);
+    await page.keyboard.press('Enter');
+}
+
+/** The active editor's visible lines, top to bottom (the test file is short: all of it). */
+async function editorLines(page) {
+    const lines = page.locator('.editor-group-container.active .monaco-editor .view-lines .view-line');
+    const boxes = await lines.evaluateAll(els => els.map(e => [parseFloat(e.style.top) || 0, e.innerText]));
+    return boxes.sort((a, b) => a[0] - b[0]).map(([, text]) => text.replace(/\u00a0/g, ' '));
+}
+
+/** The text of the first frame (webviews are nested iframes) whose body contains `needle`. */
+async function waitForFrameText(page, needle, timeout) {
+    const deadline = Date.now() + timeout;
+    while (Date.now() < deadline) {
+        for (const frame of page.frames()) {
+            const text = await frame.evaluate(() => document.body?.innerText ?? '').catch(() => '');
+            if (text.includes(needle)) {
+                return text;
+            }
+        }
+        await page.waitForTimeout(500);
+    }
+    throw new Error(`no frame showed ${JSON.stringify(needle)} within ${timeout} ms`);
 }
 
 async function run(page) {
@@ -119,6 +169,55 @@ async function run(page) {
     await stats.first().waitFor({ timeout: 20_000 });
     seen.statsText = (await stats.first().innerText()).replace(/\u00a0/g, ' ');
     step('stats');
+
+    // Code actions. With the cursor in `push` and nothing selected, the light bulb appears (the server offers its
+    // actions for the enclosing function); Ctrl+. opens its menu.
+    await focusCode(page);
+    await goTo(page, `${args.line}:12`);
+    const bulb = page.locator('.editor-group-container.active .lightBulbWidget');
+    await bulb.first().waitFor({ timeout: 20_000 });
+    const actionMenu = page.locator('.action-widget');
+    const actionRow = title => actionMenu.locator('.monaco-list-row', { hasText: title }).first();
+    await page.keyboard.press(`${mod}+Period`);
+    await actionRow('Explain with Code Llama').waitFor({ timeout: 20_000 });
+    seen.refactorMenu = (await actionMenu.first().innerText()).split('\n');
+    await chooseAction(page, 'Explain with Code Llama');
+    // The explanation opens as a rendered markdown preview beside the code (a webview: nested frames).
+    seen.explanation = await waitForFrameText(page, 'instruction-tuned', 120_000);
+    seen.explanationTab = await page.locator('.tab', { hasText: 'Explanation' }).count() > 0;
+    await page.screenshot({ path: path.join(args.artifacts, 'vscode-explanation.png') });
+    step('explanation');
+
+    // Refactor, from Refactor... (Ctrl+Shift+R): an input box asks what to change; the outcome is reported, and an
+    // edit is applied only if the file still parses.
+    await focusCode(page);
+    await goTo(page, `${args.line}:9`); // the cursor moves: VS Code asks for the actions again
+    await bulb.first().waitFor({ timeout: 20_000 }); // the actions are known (asking sooner races VS Code's own request)
+    seen.linesBeforeRefactor = await editorLines(page);
+    await page.keyboard.press(`${mod}+Shift+R`);
+    await actionRow('Refactor with Code Llama').waitFor({ timeout: 20_000 });
+    await chooseAction(page, 'Refactor with Code Llama');
+    const input = page.locator('.quick-input-widget');
+    await input.filter({ hasText: 'Refactor with Code Llama' }).waitFor({ timeout: 20_000 });
+    seen.refactorPrompt = await input.first().innerText();
+    await page.keyboard.type('use a list comprehension');
+    await page.keyboard.press('Enter');
+    const outcome = page.locator(`${TOASTS} .notification-list-item-message, .statusbar-item`)
+        .filter({ hasText: /^Code Llama: / });
+    await outcome.first().waitFor({ timeout: 120_000 });
+    seen.refactorOutcome = await outcome.first().innerText();
+    seen.refactorOutcomeIsWarning = await page.locator(TOASTS).filter({ hasText: /^Code Llama: / }).count() > 0;
+    await page.waitForTimeout(500); // an applied edit is rendered by now
+    seen.linesAfterRefactor = await editorLines(page);
+    step('refactor');
+
+    // The context menu offers the same actions on the selection.
+    await page.locator('.editor-group-container.active .monaco-editor .view-lines').first().click({ button: 'right' });
+    const contextMenu = page.locator('.context-view .monaco-menu');
+    await contextMenu.first().waitFor({ timeout: 10_000 });
+    seen.contextMenu = (await contextMenu.first().innerText()).split('\n');
+    await page.keyboard.press('Escape');
+    step('context menu');
 
     // A broken interpreter setting, typed into the Settings editor: the server restarts, fails, and the user gets
     // one notification with a way out.
