@@ -24,6 +24,7 @@
    that differ and whether each was a near-tie.
 
     python -m benchmarks.gpu_bench --out results.json [--device cuda|cpu] [--smoke]
+    python -m benchmarks.gpu_bench --checkpoint-only DIR [--smoke]   # only the checkpoint
 
 ``--smoke`` is a tiny configuration (hidden 256, 4 layers, vocab 32016; 200-token prompt, 5 keystrokes, 8 new
 tokens) that runs end to end on a CPU in seconds, for the test suite.  NF4 needs ``pip install bitsandbytes``
@@ -376,11 +377,20 @@ def run_variant(key: str, loaded: LoadedModel, plan: Plan, prompts: tuple[list[i
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="JSON results file")
+    parser.add_argument("--out", type=Path, help="JSON results file (required unless --checkpoint-only)")
     parser.add_argument("--device", choices=("cuda", "cpu"), default=None, help="default: cuda if present")
     parser.add_argument("--smoke", action="store_true", help="tiny configuration and workload (CPU CI)")
     parser.add_argument("--quantization", choices=("nf4", "none"), default=None, help="default: nf4 on cuda")
+    parser.add_argument("--checkpoint-only", type=Path, metavar="DIR",
+                        help="only write the random-weight checkpoint to DIR (e.g. for benchmarks.typing_replay)")
     args = parser.parse_args(argv)
+    if args.checkpoint_only:
+        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        args.checkpoint_only.mkdir(parents=True, exist_ok=True)
+        make_checkpoint(args.checkpoint_only, SMOKE_SHAPE if args.smoke else CODELLAMA_7B, device)
+        return {"checkpoint": str(args.checkpoint_only)}
+    if args.out is None:
+        parser.error("--out is required")
     start = time.perf_counter()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     quantization = args.quantization or ("nf4" if device.type == "cuda" else "none")

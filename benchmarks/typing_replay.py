@@ -8,7 +8,8 @@ p50/p95 (client-side wall clock), prompt tokens computed per keystroke, and the 
 (round trip minus the engine's prefill+decode time, from ``codellama/stats``).  A last variant types into
 a 5,000-line file to measure that overhead where documents are big.
 
-    python -m benchmarks.typing_replay [--model DIR] [--repeats 2] [--json benchmarks/results/typing.json]
+    python -m benchmarks.typing_replay [--model DIR] [--quantization nf4] [--max-new-tokens 64] [--repeats 2]
+        [--json benchmarks/results/typing.json]
 """
 
 from __future__ import annotations
@@ -118,10 +119,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     client = LanguageClient("typing-replay", "0")
     await client.start_io(sys.executable, "-m", "lsp_server", "--log-level", "warning")
     options: dict[str, Any] = {"timeBudgetMs": 10_000}
-    if args.model:
-        options["model"] = args.model
-    if args.dtype:
-        options["dtype"] = args.dtype
+    for key, value in (("model", args.model), ("dtype", args.dtype), ("quantization", args.quantization)):
+        if value:
+            options[key] = value
     await client.initialize_async(lsp.InitializeParams(capabilities=lsp.ClientCapabilities(),
                                                        initialization_options=options))
     client.initialized(lsp.InitializedParams())
@@ -133,7 +133,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, list[dict[str, Any]]] = {key: [] for key in variants}
     for r in range(args.repeats):
         for key, (text, settings) in variants.items():
-            settings = {"cacheReuse": True, "maxNewTokens": 64, **settings}
+            settings = {"cacheReuse": True, "maxNewTokens": args.max_new_tokens, **settings}
             results[key].append(await replay(client, f"file:///bench/replay_{r}_{key}.py", text, settings))
     final = await stats(client)
     await client.shutdown_async(None)
@@ -162,6 +162,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="checkpoint folder (default: embedded)")
     parser.add_argument("--dtype", help="server dtype setting (auto, float32, float16, bfloat16)")
+    parser.add_argument("--quantization", help="server quantization setting (none, nf4)")
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="server maxNewTokens (default 64)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()

@@ -105,7 +105,8 @@ class Assistant:
                 self._own = None  # free the previous one before loading
                 log.info("loading instructModel %s", s.instruct_model)
                 loaded = load(spec)
-                self._own = (spec, loaded, Engine(loaded.model, s.context_window))
+                engine = Engine(loaded.model, s.context_window, vocab_limit=loaded.tokenizer.vocab_size)
+                self._own = (spec, loaded, engine)
             return self._own[1], self._own[2]
         self._own = None
         if self.core.loaded is None or self.core.engine is None:

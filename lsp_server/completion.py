@@ -76,7 +76,8 @@ class CompletionCore:
         s = self.settings
         self.loaded, self.engine, self.load_error = None, None, None
         loaded = load(LoadSpec(s.model, s.quantization, s.device, s.dtype, s.threads), progress)
-        engine = Engine(loaded.model, s.context_window, reuse_cache=s.cache_reuse, decode=s.decode)
+        engine = Engine(loaded.model, s.context_window, reuse_cache=s.cache_reuse, decode=s.decode,
+                        vocab_limit=loaded.tokenizer.vocab_size)
         if progress:
             graphs = engine.static is not None and engine.static.use_graphs
             progress("warming up (capturing CUDA graphs)" if graphs else "warming up", 90)

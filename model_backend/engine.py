@@ -231,10 +231,15 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
 class Engine:
     """Greedy decoding with prefix reuse.  Not thread-safe: one model worker owns it."""
 
-    def __init__(self, model: Any, max_context: int, reuse_cache: bool = True, decode: str = "auto") -> None:
+    def __init__(self, model: Any, max_context: int, reuse_cache: bool = True, decode: str = "auto",
+                 vocab_limit: int | None = None) -> None:
         from model_backend.static_decode import StaticDecoder, resolve_mode  # it builds on LlamaRunner
 
         self.runner = LlamaRunner(model, max_context)
+        # Checkpoints often pad the embedding matrix past the tokenizer (to a multiple of 64, or Code Llama 7B's
+        # 32016 with a smaller tokenizer): ids at or past the tokenizer's size have no text, so never pick them.
+        vocab = int(model.config.vocab_size)
+        self.vocab_limit: int | None = vocab_limit if vocab_limit is not None and vocab_limit < vocab else None
         self.reuse_cache = reuse_cache
         self.cached_ids: list[int] = []  # ids whose keys/values are valid in the cache, in order
         # "static": fixed-shape decode step (static_decode.py), replayed from CUDA graphs on CUDA; auto = on CUDA
@@ -297,13 +302,13 @@ class Engine:
             return "context"
         return None
 
-    @staticmethod
-    def _pick(logits: torch.Tensor, allowed: list[int] | None) -> int:
-        """Greedy choice, restricted to ``allowed`` ids while token healing constrains the answer."""
+    def _pick(self, logits: torch.Tensor, allowed: list[int] | None) -> int:
+        """Greedy choice among the ids the tokenizer has, restricted to ``allowed`` while token healing
+        constrains the answer."""
         if allowed:
             index = torch.tensor(allowed, dtype=torch.long, device=logits.device)
             return int(index[int(torch.argmax(logits[index]))])
-        return int(torch.argmax(logits))
+        return int(torch.argmax(logits if self.vocab_limit is None else logits[:self.vocab_limit]))
 
     def reset(self) -> None:
         """Forget the cache (e.g. after an error mid-forward)."""

@@ -123,3 +123,17 @@ def test_half_weights_on_cpu_keep_float32_activations_and_match(model: LlamaForC
     for k in range(3):
         prompt = ids[:60 + k]
         assert greedy(engine, prompt) == greedy(cold, prompt)
+
+
+def test_ids_past_the_tokenizer_are_never_picked(model: LlamaForCausalLM) -> None:
+    """A checkpoint whose embedding matrix is padded past its tokenizer: the padded ids have no text, so greedy
+    decoding picks the best id the tokenizer has."""
+    torch.manual_seed(2)
+    prompt = torch.randint(3, 300, (40,)).tolist()
+    free = greedy(Engine(model, 1024), prompt, n=24)
+    limit = max(free)  # a tokenizer this size lacks at least one id the unrestricted model chose
+    limited = greedy(Engine(model, 1024, vocab_limit=limit), prompt, n=24)
+    assert len(limited) == 24 and all(t < limit for t in limited) and limited != free
+    engine = Engine(model, 1024, vocab_limit=limit)  # each choice is the best allowed id at that step
+    assert limited[0] == int(torch.argmax(engine.runner.forward(prompt, 0)[:limit]))
+    assert greedy(Engine(model, 1024, vocab_limit=512), prompt, n=24) == free  # a limit at the size changes nothing
