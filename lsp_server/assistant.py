@@ -105,7 +105,9 @@ class Assistant:
                 self._own = None  # free the previous one before loading
                 log.info("loading instructModel %s", s.instruct_model)
                 loaded = load(spec)
-                engine = Engine(loaded.model, s.context_window, vocab_limit=loaded.tokenizer.vocab_size)
+                engine = Engine(loaded.model, s.context_window, decode=s.decode,
+                                vocab_limit=loaded.tokenizer.vocab_size)
+                engine.warm_up(loaded.tokenizer.bos_id)  # on CUDA: the decode graphs, before the first answer
                 self._own = (spec, loaded, engine)
             return self._own[1], self._own[2]
         self._own = None
