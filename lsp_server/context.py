@@ -209,13 +209,13 @@ def _mode(
         return "line", own_indent
     if tree is not None and syntax.in_comment_or_string(tree, doc.source_bytes, doc.byte_offset(offset)):
         return "line", own_indent
-    opener = _opener_line(doc, line)
+    opener = _opener_row(doc, line)
     if opener is None:
         return "line", own_indent
-    return "block", _body_indent(doc, line, _leading_ws(opener), line_prefix)
+    return "block", _body_indent(doc, line, _statement_indent(doc, opener), line_prefix)
 
 
-def _opener_line(doc: Document, line: int) -> str | None:
+def _opener_row(doc: Document, line: int) -> int | None:
     """The previous non-blank, non-comment line if its code ends with a block opener, else ``None``."""
     language = doc.language_id
     openers = _OPENERS.get(language, "{" if syntax.get_language(language) else ":{")
@@ -225,8 +225,49 @@ def _opener_line(doc: Document, line: int) -> str | None:
             return None
         code = text[: _comment_start(text, language)].rstrip()
         if code:
-            return text if code[-1] in openers else None
+            return row if code[-1] in openers else None
     return None
+
+
+def _statement_indent(doc: Document, row: int) -> str:
+    """The indentation of the statement whose header ends on ``row``.
+
+    A header continued over several lines (``def f(a,`` / ``        b):``) is indented by its first line, not
+    by the continuation: walk up while the brackets closed so far are not yet opened.
+    """
+    language = doc.language_id
+    depth = 0
+    for r in range(row, max(row - OPENER_LOOKBACK, -1), -1):
+        text = doc.line_text(r)
+        if len(text) > MAX_OPENER_CHARS:
+            break
+        code = text[: _comment_start(text, language)].rstrip()
+        if r == row and code.endswith("{"):
+            code = code[:-1]  # the block's own brace is not part of the header's brackets
+        depth += _bracket_balance(code, language)
+        if depth >= 0:
+            return _leading_ws(text)
+    return _leading_ws(doc.line_text(row))
+
+
+def _bracket_balance(code: str, language: str | None) -> int:
+    """Opening minus closing brackets in one line of code, quoted text skipped."""
+    quotes = _QUOTES.get(language, "\"'`")
+    quote, balance, i = "", 0, 0
+    while i < len(code):
+        ch = code[i]
+        if quote:
+            i += 2 if ch == "\\" else 1
+            quote = "" if ch == quote else quote
+            continue
+        if ch in quotes:
+            quote = ch
+        elif ch in "([{":
+            balance += 1
+        elif ch in ")]}":
+            balance -= 1
+        i += 1
+    return balance
 
 
 def _body_indent(doc: Document, line: int, opener_indent: str, line_prefix: str) -> str:

@@ -6,6 +6,8 @@ reports SPM ahead on single-line infilling.  Its weakness is a cursor inside a t
 prompt would end in a token the model rarely saw continued.  Token healing fixes it: drop the prefix's
 last token and force the first generated token to start with the dropped text; the suggestion then has
 that text removed again.  Where healing cannot apply (the last token is a raw byte) ``auto`` uses PSM.
+At the start of a line there is no word to heal: backing off a piece like ``):\n`` only let the answer
+start with a blank line (a dropped suggestion) or a glued ``\n#`` comment, so the prompt stays as it is.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ def _heal(tok: CodeLlamaTokenizer, ids: list[int]) -> Prompt | None:
     k, text = 1, tok.piece_text(ids[-1])
     if not text:
         return None  # a raw byte piece: no text to constrain on
+    if text.endswith("\n"):
+        return Prompt(ids, "spm")  # the cursor starts a line: no word is being typed, nothing to heal
     while k < MAX_HEAL_TOKENS and len(ids) - start > k + 1 and text[0] in WORD_CHARS:
         before = tok.piece_text(ids[-k - 1])
         if not before or before[-1] not in WORD_CHARS:

@@ -172,6 +172,12 @@ def test_in_comment_or_string_boundaries(language: str, source: str, inside: boo
         ("python", "class A:\n  def f(self):\n|\n", "    "),  # 2-space file
         ("python", "if x:  # note\n    |\n", "    "),  # a trailing comment on the opener
         ("python", "def f():\n    # todo\n\n|", "    "),  # comment and blank lines in between
+        # a header continued over lines: the body goes one level under the header's first line
+        ("python", "def g():\n    return 1\n\n\ndef f(a,\n      b):\n|", "    "),
+        ("python", "class A:\n    def f(self, a,\n          b=')'):\n|", "        "),  # a quoted bracket
+        ("python", "def f(\n    a,\n):\n|", "    "),
+        ("python", "def g():\n    if x:\n        for k in (1,\n                  2):\n|", "            "),
+        ("c", "int g(void) {\n    return 1;\n}\nint f(int a,\n      int b) {\n|\n}\n", "    "),
         ("javascript", "function g() {\n  return 1;\n}\nfunction f() {\n|\n}\n", "  "),  # inferred step
         ("typescriptreact", "function f(): void {\n  |\n}\n", "  "),
         ("go", "package m\n\nfunc f() {\n|\n}\n", "\t"),

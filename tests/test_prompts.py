@@ -53,3 +53,10 @@ def test_auto_falls_back_to_psm_when_prefix_ends_in_a_raw_byte(tok: CodeLlamaTok
 def test_render_shows_control_tokens_and_text(tok: CodeLlamaTokenizer) -> None:
     p = build_prompt(tok, "x = 1", "\ny = 2\n", "psm")
     assert render(tok, p.ids) == "<s>▁<PRE> x = 1▁<SUF>\ny = 2\n▁<MID>"
+
+
+def test_no_healing_when_the_cursor_starts_a_line(tok: CodeLlamaTokenizer) -> None:
+    """No word is being typed there; healing a piece like ':\\n' would let the answer start with a blank line."""
+    for prefix in ("def f(x):\n", "    y = x\n\n", '    """\n'):
+        p = build_prompt(tok, prefix, "\n    return x\n", "auto")
+        assert p.mode == "spm" and p.healed == "" and p.ids == tok.spm_ids(prefix, "\n    return x\n")
