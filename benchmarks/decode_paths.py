@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from lsp_server.stats import nearest_rank
 from model_backend.engine import Engine, GenerationRequest
 from model_backend.loading import LoadSpec, load
 from model_backend.static_decode import StaticDecoder
@@ -52,11 +53,6 @@ result = engine.generate(GenerationRequest(prompt_ids=prompt, max_new_tokens=16,
 t2 = time.perf_counter()
 print(json.dumps({"warm_up_ms": (t1 - t0) * 1e3, "first_request_ms": (t2 - t1) * 1e3, "tokens": len(prompt)}))
 """
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
 def engines(model: Any, device: torch.device) -> dict[str, Engine]:
@@ -96,7 +92,7 @@ def typing_replay(args: argparse.Namespace) -> dict[str, Any]:
     for name in paths:
         report["paths"][name] = {
             "keystroke_ms_p50": round(statistics.median(lat[name]), 2),
-            "keystroke_ms_p95": round(percentile(lat[name], 95), 2),
+            "keystroke_ms_p95": round(nearest_rank(lat[name], 95), 2),
             "decode_ms_per_token_p50": round(statistics.median(per_token[name]), 3),
             "outputs_equal_eager": sum(a == b for a, b in zip(outputs[name], outputs["eager"], strict=True)),
         }

@@ -50,6 +50,7 @@ from typing import Any
 
 import torch
 
+from lsp_server.stats import nearest_rank
 from model_backend.embedded import WEIGHTS_DIR
 from model_backend.engine import Engine, GenerationRequest, GenerationResult
 from model_backend.loading import LoadedModel, LoadSpec, load
@@ -87,11 +88,6 @@ class Plan:
 FULL = Plan()
 SMOKE = Plan(prompt_tokens=200, keystrokes=5, new_tokens=8, decode_tokens=16, context_window=1024,
              agreement_steps=64)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
 def sync(device: torch.device) -> None:
@@ -243,8 +239,8 @@ def measure(fn: Generate, per_token_ms: PerToken, plan: Plan, cold: list[int], b
     metrics = {
         "cold_prefill_ms": round(min(prefill), 2), "decode_ms_per_token": round(per_token, 3),
         "decode_tokens_per_s": round(1000 / per_token, 1) if per_token > 0 else None,
-        "keystroke_ms_p50": round(percentile(latencies, 50), 2),
-        "keystroke_ms_p95": round(percentile(latencies, 95), 2),
+        "keystroke_ms_p50": round(nearest_rank(latencies, 50), 2),
+        "keystroke_ms_p95": round(nearest_rank(latencies, 95), 2),
         "keystroke_ms": [round(x, 2) for x in latencies],
     }
     return metrics, {"cold": cold_out, "typing": outputs}

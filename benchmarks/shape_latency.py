@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from lsp_server.stats import nearest_rank
 from model_backend.embedded import WEIGHTS_DIR
 from model_backend.engine import Engine, GenerationRequest
 
@@ -61,8 +61,8 @@ def time_keystrokes(model: LlamaForCausalLM, keystrokes: int, new_tokens: int) -
         engine.generate(GenerationRequest(prompt_ids=prompt, max_new_tokens=new_tokens, stop_ids=set()))
         times.append((time.perf_counter() - t0) * 1e3)
     return {"parameters": params, "fp16_mb": round(params * 2 / 1e6, 2), "int8_mb": round(params / 1e6, 2),
-            "keystroke_ms_p50": round(statistics.median(times), 1),
-            "keystroke_ms_p90": round(sorted(times)[int(0.9 * len(times)) - 1], 1)}
+            "keystroke_ms_p50": round(nearest_rank(times, 50), 1),
+            "keystroke_ms_p90": round(nearest_rank(times, 90), 1)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

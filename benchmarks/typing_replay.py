@@ -28,6 +28,8 @@ from typing import Any
 from lsprotocol import types as lsp
 from pygls.lsp.client import LanguageClient
 
+from lsp_server.stats import nearest_rank
+
 HERE = Path(__file__).parent
 CONTEXT_FILE = HERE / "data" / "inventory.py"
 FUNCTION = '''
@@ -37,11 +39,6 @@ def restock_report(items, threshold=5):
     low = [item.name for item in items if item.stock < threshold]
     return sorted(low)
 '''
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
 def utf16_position(text: str) -> lsp.Position:
@@ -103,14 +100,15 @@ async def replay(client: LanguageClient, uri: str, base: str, settings: dict[str
     client.text_document_did_close(lsp.DidCloseTextDocumentParams(text_document=lsp.TextDocumentIdentifier(uri=uri)))
     return {
         "keystrokes": len(FUNCTION), "suggestions_shown": shown,
-        "latency_ms_p50": round(percentile(latencies, 50), 1), "latency_ms_p95": round(percentile(latencies, 95), 1),
+        "latency_ms_p50": round(nearest_rank(latencies, 50), 1),
+        "latency_ms_p95": round(nearest_rank(latencies, 95), 1),
         "model_calls": len(model_latencies),
-        "model_call_latency_ms_p50": round(percentile(model_latencies, 50), 1) if model_latencies else None,
-        "model_call_latency_ms_p95": round(percentile(model_latencies, 95), 1) if model_latencies else None,
+        "model_call_latency_ms_p50": round(nearest_rank(model_latencies, 50), 1) if model_latencies else None,
+        "model_call_latency_ms_p95": round(nearest_rank(model_latencies, 95), 1) if model_latencies else None,
         "prefilled_tokens_per_keystroke_mean": round(statistics.mean(prefilled[1:]), 2) if len(prefilled) > 1 else None,
         "first_request_prefilled_tokens": prefilled[0] if prefilled else None,
-        "server_overhead_ms_p50": round(percentile(overhead, 50), 2) if overhead else None,
-        "context_and_prompt_ms_p50": round(percentile(stages, 50), 2) if stages else None,
+        "server_overhead_ms_p50": round(nearest_rank(overhead, 50), 2) if overhead else None,
+        "context_and_prompt_ms_p50": round(nearest_rank(stages, 50), 2) if stages else None,
     }
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -251,23 +251,8 @@ def _statement_indent(doc: Document, row: int) -> str:
 
 
 def _bracket_balance(code: str, language: str | None) -> int:
-    """Opening minus closing brackets in one line of code, quoted text skipped."""
-    quotes = _QUOTES.get(language, "\"'`")
-    quote, balance, i = "", 0, 0
-    while i < len(code):
-        ch = code[i]
-        if quote:
-            i += 2 if ch == "\\" else 1
-            quote = "" if ch == quote else quote
-            continue
-        if ch in quotes:
-            quote = ch
-        elif ch in "([{":
-            balance += 1
-        elif ch in ")]}":
-            balance -= 1
-        i += 1
-    return balance
+    """Opening minus closing brackets in one line of code, quoted text and ``/* */`` comments skipped."""
+    return sum((code[i] in "([{") - (code[i] in ")]}") for i in _code_positions(code, language))
 
 
 def _body_indent(doc: Document, line: int, opener_indent: str, line_prefix: str) -> str:
@@ -297,12 +282,18 @@ def _indent_unit(doc: Document, line: int) -> str:
 
 
 def _comment_start(line: str, language: str | None) -> int:
-    """Index where a comment starts on ``line`` (``len(line)`` if none), from the text alone.
-
-    Skips quoted text (with backslash escapes) and one-line ``/* */`` comments.
-    """
+    """Index where a comment starts on ``line`` (``len(line)`` if none), from the text alone."""
     known = syntax.get_language(language) is not None
     markers = _LINE_COMMENTS.get(language, ("//",) if known else ("#", "//"))
+    for i in _code_positions(line, language):
+        if line.startswith(markers, i) or (language != "python" and line.startswith("/*", i)):
+            return i  # a line comment, or a /* left open (closed ones are skipped)
+    return len(line)
+
+
+def _code_positions(line: str, language: str | None) -> Iterator[int]:
+    """Indices of the code characters of ``line``: quoted text (with backslash escapes) and one-line ``/* */``
+    comments are skipped; a ``/*`` left open is yielded and ends the scan (the rest of the line is comment)."""
     quotes = _QUOTES.get(language, "\"'`")
     quote, i = "", 0
     while i < len(line):
@@ -316,12 +307,12 @@ def _comment_start(line: str, language: str | None) -> int:
         elif line.startswith("/*", i) and language != "python":
             close = line.find("*/", i + 2)
             if close < 0:
-                return i
+                yield i
+                return
             i = close + 1
-        elif line.startswith(markers, i):
-            return i
+        else:
+            yield i
         i += 1
-    return len(line)
 
 
 def _leading_ws(text: str) -> str:
