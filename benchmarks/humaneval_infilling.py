@@ -139,6 +139,7 @@ class Row:
     adds_syntax_error: bool
     empty_passed: bool
     canonical_passed: bool
+    tried: int = 1  # answers decoded (more than one when the first did not fit the code around the hole)
 
 
 def load_problems(data: Path, subset: str, limit: int | None = None) -> list[Problem]:
@@ -220,11 +221,13 @@ def syntax_errors(source: str) -> int:
 
 
 def make_core(fim_mode: str, model: str | None = None, max_new_tokens: int | None = None,
-              time_budget_ms: int = 60_000, threads: int = 0) -> CompletionCore:
+              time_budget_ms: int = 60_000, threads: int = 0, alternatives: int | None = None) -> CompletionCore:
     """A loaded ``CompletionCore`` with the server's settings, except those given here."""
     raw: dict[str, Any] = {"fimMode": fim_mode, "model": model, "timeBudgetMs": time_budget_ms, "threads": threads}
     if max_new_tokens is not None:
         raw["maxNewTokens"] = max_new_tokens
+    if alternatives is not None:
+        raw["alternatives"] = alternatives
     settings, problems = parse_settings(raw)
     if problems:
         raise SystemExit("; ".join(problems))
@@ -233,14 +236,16 @@ def make_core(fim_mode: str, model: str | None = None, max_new_tokens: int | Non
     return core
 
 
-def suggest(core: CompletionCore, problem: Problem, layout: str = "blank-line") -> tuple[str, str, float, int, str]:
-    """(suggestion, raw middle, prepare+generate ms, generated tokens, stop reason), as the server computes it."""
+def suggest(core: CompletionCore, problem: Problem,
+            layout: str = "blank-line") -> tuple[str, str, float, int, str, int]:
+    """(suggestion, raw middle, prepare+generate ms, generated tokens, stop reason, answers tried), as the server
+    computes it."""
     text, offset = editor_state(problem, layout)
     doc = Document(f"file:///humaneval/{problem.task_id.replace('/', '_')}.py", "python", 0, text)
     t0 = time.perf_counter()
     outcome = core.generate(core.prepare(doc, offset))
     ms = (time.perf_counter() - t0) * 1e3
-    return outcome.text or "", outcome.raw, ms, len(outcome.result.ids), outcome.result.stop
+    return outcome.text or "", outcome.raw, ms, len(outcome.result.ids), outcome.result.stop, outcome.tried
 
 
 def evaluate(core: CompletionCore, problems: Sequence[Problem], baseline: Sequence[Execution],
@@ -253,13 +258,13 @@ def evaluate(core: CompletionCore, problems: Sequence[Problem], baseline: Sequen
             print(f"  {i}/{len(problems)}", file=sys.stderr, flush=True)
     runs = execute_all([program(p, m[0], layout) for p, m in zip(problems, made, strict=True)], timeout_s)
     rows = []
-    for p, (text, raw, ms, tokens, stop), run, empty, canon in zip(problems, made, runs, baseline, canonical,
+    for p, (text, raw, ms, tokens, stop, tried), run, empty, canon in zip(problems, made, runs, baseline, canonical,
                                                                   strict=True):
         adds = bool(text) and syntax_errors(completed_file(p, p.canonical_solution, "as-is")) == 0 \
             and syntax_errors(completed_file(p, text, layout)) > 0
         exact = text.rstrip() == p.canonical_solution.rstrip()
         rows.append(Row(p.task_id, text, raw, run.passed, exact, round(ms, 2), tokens, stop, run.status, adds,
-                        empty.passed, canon.passed))
+                        empty.passed, canon.passed, tried))
     return rows
 
 
@@ -282,6 +287,7 @@ def summarize(rows: Sequence[Row]) -> dict[str, Any]:
         "latency_ms_p50": percentile(ms, 50),
         "latency_ms_p95": percentile(ms, 95),
         "mean_generated_tokens": sum(r.tokens for r in rows) / n,
+        "retried_rate": sum(r.tried > 1 for r in rows) / n,  # share where the first answer did not fit
         "baseline_pass_at_1": sum(r.empty_passed for r in rows) / n,
         "canonical_pass_at_1": sum(r.canonical_passed for r in rows) / n,
         "passed_not_by_empty": sum(r.passed and not r.empty_passed for r in rows),
@@ -336,6 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = the server's default); "
                     "1 keeps latencies sane when another process shares a 2-core machine")
     ap.add_argument("--limit", type=int, help="only the first N problems of each subset")
+    ap.add_argument("--alternatives", type=int, help="answers to try when one does not fit (default: the server's)")
     ap.add_argument("--layout", choices=["blank-line", "as-is"], default="blank-line")
     ap.add_argument("--timeout", type=float, default=3.0, help="wall-clock seconds per execution")
     ap.add_argument("--json", type=Path, help="write everything, per-problem rows included, here")
@@ -351,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     results: list[dict[str, Any]] = []
     for mode in args.fim_mode:
-        core = make_core(mode, args.model, args.max_new_tokens, args.time_budget_ms, args.threads)
+        core = make_core(mode, args.model, args.max_new_tokens, args.time_budget_ms, args.threads, args.alternatives)
         for subset, ps in problems.items():
             print(f"{mode} {subset}: {len(ps)} problems", file=sys.stderr, flush=True)
             t0 = time.perf_counter()

@@ -78,10 +78,22 @@ def complete(core: CompletionCore, hole: Hole) -> dict[str, Any]:
     suggestion = outcome.text or ""
     adds_error = bool(suggestion) and syntax_errors(prefix + target + suffix) == 0 \
         and syntax_errors(prefix + suggestion + suffix) > 0
+    adds_compile_error = bool(suggestion) and compiles(prefix + target + suffix) \
+        and not compiles(prefix + suggestion + suffix)
     return {"path": hole.path, "row": hole.row, "target": target, "suggestion": suggestion, "raw": outcome.raw,
             "exact": suggestion.rstrip() == target.rstrip(),
             "exact_ignoring_indent": suggestion.strip() == target.strip(),
-            "empty": not suggestion, "adds_syntax_error": adds_error, "ms": round(ms, 2)}
+            "empty": not suggestion, "adds_syntax_error": adds_error, "adds_compile_error": adds_compile_error,
+            "tried": outcome.tried, "ms": round(ms, 2)}
+
+
+def compiles(source: str) -> bool:
+    """Whether Python itself accepts the file (tree-sitter forgives most indentation errors)."""
+    try:
+        compile(source, "<hole>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return False
+    return True
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -93,6 +105,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "exact_ignoring_indent": sum(r["exact_ignoring_indent"] for r in rows) / n,
         "empty_rate": (n - len(shown)) / n,
         "syntax_error_rate": sum(r["adds_syntax_error"] for r in shown) / max(1, len(shown)),
+        "compile_error_rate": sum(r["adds_compile_error"] for r in shown) / max(1, len(shown)),
+        "retried_rate": sum(r["tried"] > 1 for r in rows) / n,
         "latency_ms_p50": round(percentile(ms, 50), 1), "latency_ms_p95": round(percentile(ms, 95), 1),
     }
 
@@ -104,12 +118,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--fim-mode", default="auto", choices=("psm", "spm", "auto"))
     parser.add_argument("--model", help="checkpoint folder (default: the embedded model)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0 = PyTorch's default)")
+    parser.add_argument("--alternatives", type=int, help="answers to try when one does not fit (default: the server's)")
     parser.add_argument("--json", type=Path, help="write the summary and every row here")
     args = parser.parse_args(argv)
     chosen = holes(args.commit, args.n)
-    core = make_core(args.fim_mode, model=args.model, threads=args.threads)
+    core = make_core(args.fim_mode, model=args.model, threads=args.threads, alternatives=args.alternatives)
     rows = [complete(core, hole) for hole in chosen]
     report = {"benchmark": "repo_holes", "holes_from": args.commit, "fim_mode": args.fim_mode,
+              "alternatives": core.settings.alternatives,
               "code": code_version(), "summary": summarize(rows), "rows": rows}
     print(json.dumps(report["summary"], indent=1))
     if args.json:

@@ -3,9 +3,10 @@
 Starts the real server (``python -m lsp_server``) with the configured model, opens a realistic Python file,
 types ``FUNCTION`` at the end of it one character at a time (an incremental ``didChange`` per key, like an
 editor), sends ``textDocument/inlineCompletion`` after each key and waits for the answer.  Runs the replay
-with KV-cache reuse on and off in the same run, and reports per variant: keystroke→suggestion latency
-p50/p95 (client-side wall clock), prompt tokens computed per keystroke, and the server's own overhead
-(round trip minus the engine's prefill+decode time, from ``codellama/stats``).  A last variant types into
+with KV-cache reuse on and off, and with the search for alternatives off, in the same run; reports per variant:
+keystroke→suggestion latency p50/p95 (client-side wall clock), prompt tokens computed per keystroke, how many
+model calls tried alternatives, and the server's own overhead (round trip minus the engine's prefill+decode
+time, from ``codellama/stats``).  A last variant types into
 a 5,000-line file to measure that overhead where documents are big.
 
     python -m benchmarks.typing_replay [--model DIR] [--quantization nf4] [--max-new-tokens 64] [--repeats 2]
@@ -75,7 +76,7 @@ async def replay(client: LanguageClient, uri: str, base: str, settings: dict[str
     client.text_document_did_open(lsp.DidOpenTextDocumentParams(
         text_document=lsp.TextDocumentItem(uri=uri, language_id="python", version=0, text=base)))
     text = base
-    latencies, model_latencies, prefilled, overhead, stages, shown = [], [], [], [], [], 0
+    latencies, model_latencies, prefilled, overhead, stages, shown, retried = [], [], [], [], [], 0, 0
     for version, ch in enumerate(FUNCTION, start=1):
         pos = utf16_position(text)
         text += ch
@@ -97,12 +98,14 @@ async def replay(client: LanguageClient, uri: str, base: str, settings: dict[str
             last = after["last"]
             overhead.append(elapsed - last["prefill_ms"] - last["decode_ms"])
             stages.append(last["context_ms"] + last["prompt_ms"])
+            retried += last.get("answers_tried", 1) > 1
     client.text_document_did_close(lsp.DidCloseTextDocumentParams(text_document=lsp.TextDocumentIdentifier(uri=uri)))
     return {
         "keystrokes": len(FUNCTION), "suggestions_shown": shown,
         "latency_ms_p50": round(nearest_rank(latencies, 50), 1),
         "latency_ms_p95": round(nearest_rank(latencies, 95), 1),
         "model_calls": len(model_latencies),
+        "model_calls_retried": retried,  # the first answer did not fit the code; alternatives were decoded
         "model_call_latency_ms_p50": round(nearest_rank(model_latencies, 50), 1) if model_latencies else None,
         "model_call_latency_ms_p95": round(nearest_rank(model_latencies, 95), 1) if model_latencies else None,
         "prefilled_tokens_per_keystroke_mean": round(statistics.mean(prefilled[1:]), 2) if len(prefilled) > 1 else None,
@@ -126,6 +129,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     variants: dict[str, tuple[str, dict[str, Any]]] = {
         "cache_reuse_on": (base, {"cacheReuse": True}),
         "cache_reuse_off": (base, {"cacheReuse": False}),
+        "alternatives_off": (base, {"cacheReuse": True, "alternatives": 0}),
         "overhead_5000_lines": (big_file(base, 5000), {"cacheReuse": True, "maxNewTokens": 1}),
     }
     results: dict[str, list[dict[str, Any]]] = {key: [] for key in variants}

@@ -218,7 +218,7 @@ class CodeLlamaServer(LanguageServer):
         self.stats.record_generation(r.prompt_tokens, r.reused_tokens, r.prefilled_tokens, len(r.ids))
         self.stats.last = {"uri": doc.uri, "mode": prepared.ctx.mode, "fim": prepared.prompt.mode, "stop": r.stop,
                            "prompt_tokens": r.prompt_tokens, "reused_tokens": r.reused_tokens,
-                           **{k: round(v, 2) for k, v in outcome.timings.items()}}
+                           "answers_tried": outcome.tried, **{k: round(v, 2) for k, v in outcome.timings.items()}}
         log.info("completion %s", self.stats.last)
         return outcome
 

@@ -29,6 +29,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "cross_file_tokens": (0, 8000),
     "instruct_tokens": (256, 100_000),
     "instruct_max_new_tokens": (1, 4096),
+    "alternatives": (0, 8),
 }
 # Changing one of these means loading the model again; the rest apply to the next request.
 RELOAD_KEYS = frozenset({"model", "quantization", "device", "dtype", "context_window", "threads", "decode"})
@@ -51,6 +52,9 @@ class Settings:
     cross_file_tokens: int = 512  # their budget, taken out of prefix_tokens (at most half of it)
     max_new_tokens: int = 64
     time_budget_ms: int = 2000  # decoding stops after this long and shows what it has
+    # When the answer does not fit the code around the cursor (a syntax error there once inserted), or a blank
+    # line got nothing: how many next-best answers to try (fit_check.py).  0 = show the first answer as is.
+    alternatives: int = 3
     context_window: int = 4096  # KV-cache length in tokens (prompt + suggestion)
     cache_reuse: bool = True  # reuse the KV cache across requests (off only for benchmarks)
     threads: int = 0  # CPU threads for torch; 0 = torch's default

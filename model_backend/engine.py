@@ -44,6 +44,7 @@ class GenerationRequest:
     deadline: float | None = None  # time.monotonic() after which decoding stops
     cancel: threading.Event | None = None
     on_token: Callable[[list[int]], None] | None = None  # called with the ids so far after each token (streaming)
+    exclude_first: frozenset[int] = frozenset()  # never the first token: asking for an alternative answer
 
 
 @dataclass
@@ -277,7 +278,8 @@ class Engine:
         """Pick tokens greedily; feed each back (cache grows by one per step) until something stops it."""
         out: list[int] = []
         while True:
-            token = self._pick(logits, req.constrain(out) if req.constrain is not None else None)
+            allowed = req.constrain(out) if req.constrain is not None else None
+            token = self._pick(logits, allowed, req.exclude_first if not out else frozenset())
             if token in req.stop_ids:
                 return out, "eos"
             out.append(token)
@@ -302,9 +304,14 @@ class Engine:
             return "context"
         return None
 
-    def _pick(self, logits: torch.Tensor, allowed: list[int] | None) -> int:
+    def _pick(self, logits: torch.Tensor, allowed: list[int] | None, exclude: frozenset[int] = frozenset()) -> int:
         """Greedy choice among the ids the tokenizer has, restricted to ``allowed`` while token healing
-        constrains the answer."""
+        constrains the answer, never one of ``exclude``."""
+        if exclude:
+            logits = logits.clone()
+            logits[torch.tensor(sorted(exclude), dtype=torch.long, device=logits.device)] = -torch.inf
+            if allowed:
+                allowed = [i for i in allowed if i not in exclude] or allowed
         if allowed:
             index = torch.tensor(allowed, dtype=torch.long, device=logits.device)
             return int(index[int(torch.argmax(logits[index]))])

@@ -137,3 +137,20 @@ def test_ids_past_the_tokenizer_are_never_picked(model: LlamaForCausalLM) -> Non
     engine = Engine(model, 1024, vocab_limit=limit)  # each choice is the best allowed id at that step
     assert limited[0] == int(torch.argmax(engine.runner.forward(prompt, 0)[:limit]))
     assert greedy(Engine(model, 1024, vocab_limit=512), prompt, n=24) == free  # a limit at the size changes nothing
+
+
+def test_excluded_first_tokens_give_the_next_best_answer(model: LlamaForCausalLM) -> None:
+    """Asking for an alternative: the excluded ids are never the first token, which is the best id left; the
+    tokens after it are plain greedy again."""
+    torch.manual_seed(3)
+    prompt = torch.randint(3, 300, (30,)).tolist()
+    engine = Engine(model, 1024)
+    first = greedy(engine, prompt)
+    logits = engine.runner.forward(prompt, 0)
+    ranked = torch.argsort(logits, descending=True).tolist()
+    second = greedy(engine, prompt, exclude_first=frozenset({first[0]}))
+    assert second[0] == ranked[1] != first[0]
+    assert second[1:] == greedy(engine, [*prompt, second[0]], n=11)
+    third = greedy(engine, prompt, exclude_first=frozenset({first[0], second[0]}))
+    assert third[0] == ranked[2]
+    assert greedy(engine, prompt) == first  # nothing left over for the next request

@@ -2,9 +2,10 @@
 
 The first 50 single-line problems, the embedded model, ``fimMode`` ``auto`` (the server default: SPM with
 token healing; on these problems it gives exactly what ``spm`` gives).  Measured when written
-(benchmarks/results/humaneval_single_cpu.json, rows 1-50): 8 of 50 pass; the empty suggestion passes 0;
-the canonical solutions pass 50.  The floor is 5 of 50: three problems under today's figure (greedy
-decoding can flip a problem or two across CPUs and thread counts) and still above the empty baseline.
+(benchmarks/results/humaneval_single_cpu.json, rows 1-50): 9 of 50 pass (8 with ``alternatives`` 0, before
+the fit check); the empty suggestion passes 0; the canonical solutions pass 50.  The floor is 6 of 50: three
+problems under today's figure (greedy decoding can flip a problem or two across CPUs and thread counts) and
+still above the empty baseline.
 About 10-15 s on the 2-core development machine, most of it the model's load and 50 generations.
 """
 
@@ -30,7 +31,7 @@ from benchmarks.humaneval_infilling import (
 )
 
 N = 50
-FLOOR = 5  # passes out of N; measured 8 (see the module docstring)
+FLOOR = 6  # passes out of N; measured 9 (see the module docstring)
 
 needs_data = pytest.mark.skipif(not (DEFAULT_DATA / FILES["single"]).exists(),
                                 reason=f"HumanEval-infilling data not found in {DEFAULT_DATA}")

@@ -10,7 +10,7 @@ export const SECTION = 'codellama';
 const SERVER_KEYS = [
     'model', 'quantization', 'device', 'dtype', 'fimMode', 'maxNewTokens', 'timeBudgetMs', 'prefixTokens',
     'suffixTokens', 'crossFileContext', 'crossFileTokens', 'contextWindow', 'threads', 'instructModel',
-    'instructTokens', 'instructMaxNewTokens',
+    'instructTokens', 'instructMaxNewTokens', 'alternatives',
 ] as const;
 
 /** Settings the client acts on: which interpreter to start, and whether to ask for a suggestion at all. */

@@ -1,0 +1,131 @@
+"""Does a suggestion fit the code around the cursor?  A parse of the nearby code with the suggestion inserted.
+
+Why: a small model's greedy answer is often code that cannot stand where the cursor is: a block header
+(``if x:``) above a line that is not indented under it, a plain statement above a line that is, a bracket
+it never closes.  In Python these are exactly the ``IndentationError`` / ``SyntaxError`` a user would get
+on accepting the suggestion.  ``CompletionCore`` asks this check before showing a suggestion and, when it
+fails, tries the model's next-best alternatives (``completion.py``).
+
+What counts: an error *at the suggestion or at the first code line after it*.  Errors elsewhere (the user
+is mid-edit further up, the region is cut mid-statement) say nothing about the suggestion and are ignored,
+so a file that is already broken never blocks a suggestion.
+
+How, per language:
+
+* Python: ``compile()`` of the top-level chunk around the cursor (from the last statement at column 0
+  above it to the next one below, at most ``MAX_REGION_LINES`` each way: a few milliseconds).  Python's own
+  parser, because tree-sitter's recovers silently from the indentation errors that matter most here.
+* Other languages with a grammar: tree-sitter ERROR / MISSING nodes starting in those rows, with the
+  suggestion against without it (an error that was already there is not the suggestion's).
+* No grammar: every suggestion fits.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from lsp_server.documents import Document
+from lsp_server.syntax import get_parser
+
+MAX_REGION_LINES = 400  # lines searched (and kept) above and below the cursor line
+# A line that starts a top-level Python statement: code at column 0, not a continuation keyword or closer.
+_TOP_LEVEL = re.compile(r"(?!(?:else|elif|except|finally)\b)[A-Za-z_@]")
+
+Kind = Literal["python", "tree-sitter", "none"]
+
+
+@dataclass(frozen=True)
+class FitCheck:
+    """The code around the cursor, captured when the request is prepared (the document may change later)."""
+
+    kind: Kind
+    before: str  # region text up to the cursor; starts at a line start
+    after: str  # region text from the cursor on
+    language: str | None = None
+
+    def breaks(self, suggestion: str) -> bool:
+        """Whether inserting ``suggestion`` at the cursor puts a syntax error at it or at the next code line."""
+        if self.kind == "none" or not suggestion:
+            return False
+        first = self.before.count("\n")  # 0-based row of the cursor line in the region
+        last = first + suggestion.count("\n") + _rows_to_next_code(self.after)
+        if self.kind == "python":
+            row = _python_error_row(self.before + suggestion + self.after)
+            return row is not None and first <= row <= last
+        with_it = _error_rows(self.language, self.before + suggestion + self.after, first, last)
+        without = _error_rows(self.language, self.before + self.after, first, last - suggestion.count("\n"))
+        return with_it > without
+
+
+NO_CHECK = FitCheck("none", "", "")  # every suggestion fits (no grammar, or the check is off)
+
+
+def for_cursor(doc: Document, offset: int) -> FitCheck:
+    """The check for a suggestion at ``offset`` of ``doc`` (event loop: reads the live text)."""
+    language = doc.language_id
+    kind: Kind = "python" if language == "python" else "tree-sitter" if get_parser(language) else "none"
+    if kind == "none":
+        return NO_CHECK
+    row = doc.line_of(offset)
+    starts, text = doc.line_starts, doc.text
+    lo, hi = max(0, row - MAX_REGION_LINES), min(len(starts) - 1, row + MAX_REGION_LINES)
+    if kind == "python":
+        return _python_region(text, starts, row, lo, hi, offset)
+    end = starts[hi + 1] if hi + 1 < len(starts) else len(text)
+    return FitCheck(kind, text[starts[lo]:offset], text[offset:end], language)
+
+
+def _python_region(text: str, starts: list[int], row: int, lo: int, hi: int, offset: int) -> FitCheck:
+    """The top-level chunk around ``row``; inside a chunk longer than the window, the window from its least
+    indented line, under an ``if True:`` so that it compiles on its own."""
+    def indent(r: int) -> int | None:  # None for a blank line
+        end = starts[r + 1] if r + 1 < len(starts) else len(text)
+        line = text[starts[r]:end]
+        return len(line) - len(line.lstrip(" \t")) if line.strip() else None
+
+    top = next((r for r in range(row, lo - 1, -1) if _TOP_LEVEL.match(text, starts[r])), None)
+    if top is None:
+        levels = [(level, r) for r in range(lo, row + 1) if (level := indent(r)) is not None]
+        top = min(levels)[1] if levels else row
+    base = indent(top) or 0
+    end_row = next((r - 1 for r in range(row + 1, hi + 1)
+                    if _TOP_LEVEL.match(text, starts[r]) or (indent(r) or base) < base), hi)
+    end = starts[end_row + 1] if end_row + 1 < len(starts) else len(text)
+    head = "if True:\n" if base else ""
+    return FitCheck("python", head + text[starts[top]:offset], text[offset:end], "python")
+
+
+def _rows_to_next_code(after: str) -> int:
+    """Rows from the cursor line down to the next line with code (0 if the cursor line has code after it)."""
+    lines = after.split("\n")
+    if lines[0].strip():
+        return 0
+    return next((i for i, line in enumerate(lines) if i and line.strip()), len(lines) - 1)
+
+
+def _python_error_row(source: str) -> int | None:
+    """0-based row of the first syntax error ``compile`` reports, or ``None`` when it compiles."""
+    try:
+        compile(source, "<completion>", "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        return (exc.lineno or 0) - 1 if exc.lineno is not None else None
+    except ValueError:  # a NUL byte in the text: not the suggestion's doing
+        return None
+    return None
+
+
+def _error_rows(language: str | None, source: str, first: int, last: int) -> int:
+    """Tree-sitter ERROR / MISSING nodes that start in rows ``first..last``."""
+    parser = get_parser(language)
+    if parser is None:
+        return 0
+    stack, count = [parser.parse(source.encode("utf-8", "surrogatepass")).root_node], 0
+    while stack:
+        node = stack.pop()
+        if (node.is_error or node.is_missing) and first <= node.start_point.row <= last:
+            count += 1
+        stack.extend(c for c in node.children if (c.has_error or c.is_missing)
+                     and c.start_point.row <= last and c.end_point.row >= first)
+    return count
