@@ -22,6 +22,7 @@ import json
 import random
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,9 @@ def complete(core: CompletionCore, hole: Hole) -> dict[str, Any]:
 def compiles(source: str) -> bool:
     """Whether Python itself accepts the file (tree-sitter forgives most indentation errors)."""
     try:
-        compile(source, "<hole>", "exec", dont_inherit=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compile(source, "<hole>", "exec", dont_inherit=True)
     except (SyntaxError, ValueError):
         return False
     return True

@@ -29,8 +29,10 @@ from typing import Any
 from lsprotocol import types as lsp
 from pygls.lsp.client import LanguageClient
 
+from lsp_server.settings import Settings
 from lsp_server.stats import nearest_rank
 
+DEFAULT_ALTERNATIVES = Settings().alternatives
 HERE = Path(__file__).parent
 CONTEXT_FILE = HERE / "data" / "inventory.py"
 FUNCTION = '''
@@ -135,7 +137,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, list[dict[str, Any]]] = {key: [] for key in variants}
     for r in range(args.repeats):
         for key, (text, settings) in variants.items():
-            settings = {"cacheReuse": True, "maxNewTokens": args.max_new_tokens, **settings}
+            settings = {"cacheReuse": True, "maxNewTokens": args.max_new_tokens, "alternatives": DEFAULT_ALTERNATIVES,
+                        **settings}  # every key each time: a variant's setting must not leak into the next one
             results[key].append(await replay(client, f"file:///bench/replay_{r}_{key}.py", text, settings))
     final = await stats(client)
     await client.shutdown_async(None)

@@ -8,7 +8,11 @@ fails, tries the model's next-best alternatives (``completion.py``).
 
 What counts: an error *at the suggestion or at the first code line after it*.  Errors elsewhere (the user
 is mid-edit further up, the region is cut mid-statement) say nothing about the suggestion and are ignored,
-so a file that is already broken never blocks a suggestion.
+so a file that is already broken never blocks a suggestion.  On a line being typed, an error the file has
+without the suggestion too (an open docstring, an unfinished call) is not blamed on it either; on a blank
+line it is, since the missing line is what the suggestion is for (a plain statement above an indented
+body leaves the file as broken as the blank line did).  With no code below the cursor, a block header
+without a body is fine: the body is not written yet.
 
 How, per language:
 
@@ -23,7 +27,9 @@ How, per language:
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 from lsp_server.documents import Document
@@ -50,13 +56,28 @@ class FitCheck:
         if self.kind == "none" or not suggestion:
             return False
         first = self.before.count("\n")  # 0-based row of the cursor line in the region
-        last = first + suggestion.count("\n") + _rows_to_next_code(self.after)
+        last = first + suggestion.count("\n")
+        below = _rows_to_next_code(self.after)
+        if below is not None:  # the next code line counts; with none (end of file or region), a header's body
+            # is simply not written yet
+            last += below
         if self.kind == "python":
-            row = _python_error_row(self.before + suggestion + self.after)
-            return row is not None and first <= row <= last
+            error = _python_error(self.before + suggestion + self.after, body_may_follow=below is None)
+            if error is None or not first <= error[0] <= last:
+                return False
+            return self._cursor_line_blank or error != self._error_without
         with_it = _error_rows(self.language, self.before + suggestion + self.after, first, last)
         without = _error_rows(self.language, self.before + self.after, first, last - suggestion.count("\n"))
         return with_it > without
+
+    @property
+    def _cursor_line_blank(self) -> bool:
+        return not self.before[self.before.rfind("\n") + 1:].strip() and not self.after.split("\n", 1)[0].strip()
+
+    @cached_property
+    def _error_without(self) -> tuple[int, str] | None:
+        """The error the file has without any suggestion (a line being typed is often incomplete)."""
+        return _python_error(self.before + self.after, _rows_to_next_code(self.after) is None)
 
 
 NO_CHECK = FitCheck("none", "", "")  # every suggestion fits (no grammar, or the check is off)
@@ -90,27 +111,38 @@ def _python_region(text: str, starts: list[int], row: int, lo: int, hi: int, off
         levels = [(level, r) for r in range(lo, row + 1) if (level := indent(r)) is not None]
         top = min(levels)[1] if levels else row
     base = indent(top) or 0
-    end_row = next((r - 1 for r in range(row + 1, hi + 1)
-                    if _TOP_LEVEL.match(text, starts[r]) or (indent(r) or base) < base), hi)
+    boundary = next((r for r in range(row + 1, hi + 1)
+                     if _TOP_LEVEL.match(text, starts[r]) or (indent(r) or base) < base), None)
+    end_row = hi if boundary is None else boundary - 1
     end = starts[end_row + 1] if end_row + 1 < len(starts) else len(text)
     head = "if True:\n" if base else ""
-    return FitCheck("python", head + text[starts[top]:offset], text[offset:end], "python")
+    # The statement after the chunk stands in as `pass`: a header left without its body above it is still an
+    # error there, and the statement's own body (outside the region) is not needed.
+    tail = "pass\n" if boundary is not None else ""
+    return FitCheck("python", head + text[starts[top]:offset], text[offset:end] + tail, "python")
 
 
-def _rows_to_next_code(after: str) -> int:
-    """Rows from the cursor line down to the next line with code (0 if the cursor line has code after it)."""
+def _rows_to_next_code(after: str) -> int | None:
+    """Rows from the cursor line down to the next line with code (0: code after the cursor); None: none."""
     lines = after.split("\n")
     if lines[0].strip():
         return 0
-    return next((i for i, line in enumerate(lines) if i and line.strip()), len(lines) - 1)
+    return next((i for i, line in enumerate(lines) if i and line.strip()), None)
 
 
-def _python_error_row(source: str) -> int | None:
-    """0-based row of the first syntax error ``compile`` reports, or ``None`` when it compiles."""
+def _python_error(source: str, body_may_follow: bool) -> tuple[int, str] | None:
+    """(0-based row, message) of the first syntax error ``compile`` reports, or ``None`` when it compiles.
+
+    ``body_may_follow``: no code follows the cursor, so a block header there just has no body *yet*.
+    """
     try:
-        compile(source, "<completion>", "exec", dont_inherit=True)
+        with warnings.catch_warnings():  # e.g. "assertion is always true": the user's code, not ours to report
+            warnings.simplefilter("ignore")
+            compile(source, "<completion>", "exec", dont_inherit=True)
     except SyntaxError as exc:
-        return (exc.lineno or 0) - 1 if exc.lineno is not None else None
+        if exc.lineno is None or (body_may_follow and exc.msg.startswith("expected an indented block")):
+            return None
+        return exc.lineno - 1, exc.msg
     except ValueError:  # a NUL byte in the text: not the suggestion's doing
         return None
     return None

@@ -63,7 +63,9 @@ def test_python_error_elsewhere_does_not_block_a_suggestion() -> None:
 
 def test_python_region_is_the_top_level_chunk_and_bounded() -> None:
     check = check_at_hole(PY)
-    assert check.before.startswith("def total(items):") and check.after.endswith("return result\n\n\n")
+    # From the function's header to the next top-level statement, which stands in as `pass` (a header left
+    # without a body above it would be an error there).
+    assert check.before.startswith("def total(items):") and check.after.endswith("return result\n\n\npass\n")
     body = "".join(f"    x{i} = {i}\n" for i in range(2 * MAX_REGION_LINES))
     long_source = "def f():\n" + body + "{hole}\n" + body
     check = check_at_hole(long_source)
@@ -92,3 +94,25 @@ def test_python_region_runs_through_top_level_else() -> None:
     check = check_at_hole(source)
     assert check.before.startswith("if os.name") and not check.breaks("    sep = ':'")
     assert check.breaks("sep = ':'")  # `else:` needs an indented body
+
+
+def test_python_header_at_the_end_of_the_file_waits_for_its_body() -> None:
+    text = "import os\n\n\ndef walk(root):\n    for name in os.listdir"
+    check = for_cursor(Document("file:///t", "python", 1, text), len(text))
+    assert not check.breaks("(root):")  # the body is not written yet: no error for a header without one
+    assert check.breaks("(root:")
+    last_def = "def walk(root):\n{hole}"
+    assert not check_at_hole(last_def).breaks("    if not root:")
+    assert check_at_hole(last_def).breaks("    if not (root:")
+
+
+def test_python_line_being_typed_is_not_blamed_for_what_was_already_open() -> None:
+    text = 'def walk(root):\n    """Walk the tree'
+    check = for_cursor(Document("file:///t", "python", 1, text), len(text))
+    assert not check.breaks(" below root")  # the docstring was open before the suggestion, and still is
+    assert not check.breaks(' below root."""')
+    text = "def walk(root):\n    return os.path.join(root\n\n\ndef other():\n    pass\n"
+    offset = text.rindex("(root") + len("(root")
+    check = for_cursor(Document("file:///t", "python", 1, text), offset)
+    assert not check.breaks(", 'x'")  # the call was unclosed before the suggestion
+    assert not check.breaks(", 'x')")
