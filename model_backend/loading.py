@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from model_backend import int8_storage
 from model_backend.embedded import WEIGHTS_DIR
 from model_backend.tokenization import CodeLlamaTokenizer, TokenizerError, load_tokenizer
 
@@ -118,6 +119,8 @@ def load(spec: LoadSpec, progress: Progress | None = None) -> LoadedModel:
     report("locating model", 5)
     path = resolve_path(spec.model)
     config = _read_config(path)
+    if spec.quantization == "nf4" and int8_storage.is_int8_folder(path):
+        raise ModelLoadError(f"{path} stores int8 weights (a small model for the CPU): set quantization to none")
     device = pick_device(spec.device, spec.quantization)
     dtype = pick_dtype(spec.dtype, device, config.get("dtype") or config.get("torch_dtype"))
     if spec.threads:
@@ -170,7 +173,10 @@ def _load_weights(path: Path, device: torch.device, dtype: torch.dtype, quantiza
         )
         kwargs["device_map"] = {"": device.index or 0}
     try:
-        model: Any = LlamaForCausalLM.from_pretrained(str(path), **kwargs)
+        if int8_storage.is_int8_folder(path):
+            model: Any = int8_storage.load_model(path, dtype)
+        else:
+            model = LlamaForCausalLM.from_pretrained(str(path), **kwargs)
     except Exception as exc:
         raise ModelLoadError(f"loading weights from {path} failed: {exc}") from exc
     if quantization != "nf4":

@@ -65,6 +65,7 @@ import torch.nn.functional as F
 import transformers
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from model_backend import int8_storage
 from model_backend.embedded import WEIGHTS_DIR
 from model_backend.embedded.corpus import iter_corpus
 from model_backend.tokenization import CodeLlamaTokenizer
@@ -104,6 +105,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kv-heads", type=int, default=2)
     p.add_argument("--ffn", type=int, default=608)
     p.add_argument("--size-cap", type=int, default=12_000_000, help="bytes of the saved folder")
+    p.add_argument("--storage", choices=("fp16", "int8"), default="fp16",
+                   help="weights file: fp16, or int8 rows with fp16 scales (model_backend/int8_storage.py), "
+                        "which fits about twice the parameters under the cap")
     # optimisation
     p.add_argument("--lr", type=float, default=2.5e-3)
     p.add_argument("--min-lr-frac", type=float, default=0.1)
@@ -330,6 +334,9 @@ def save_folder(model: transformers.PreTrainedModel, args: argparse.Namespace, i
     shutil.rmtree(tmp, ignore_errors=True)
     half = copy.deepcopy(model).cpu().half()
     half.save_pretrained(tmp)  # transformers 5 writes safetensors only (safe_serialization is gone)
+    if args.storage == "int8":  # the config stays; the float weights file is replaced by the int8 one
+        (tmp / int8_storage.FLOAT_FILE).unlink()
+        int8_storage.save(half, tmp)
     shutil.copyfile(args.tokenizer, tmp / "tokenizer.model")
     (tmp / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG, indent=2, ensure_ascii=False) + "\n")
     (tmp / "training.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -395,9 +402,12 @@ def main(argv: list[str] | None = None) -> None:
 
     model = build_model(args, tok).to(args.device)
     n_params = sum(p.numel() for p in model.parameters())
-    fp16_bytes = 2 * n_params + args.tokenizer.stat().st_size
-    print(f"model: {n_params:,} parameters, {fp16_bytes:,} bytes in fp16 with the tokenizer (cap {args.size_cap:,})")
-    if fp16_bytes + 20_000 > args.size_cap:
+    rows = sum(p.shape[0] if p.dim() == 2 else p.numel() for p in model.parameters())  # int8: fp16 scales, 1-D
+    weight_bytes = 2 * n_params if args.storage == "fp16" else n_params + 2 * rows
+    stored_bytes = weight_bytes + args.tokenizer.stat().st_size
+    print(f"model: {n_params:,} parameters, {stored_bytes:,} bytes in {args.storage} with the tokenizer "
+          f"(cap {args.size_cap:,})")
+    if stored_bytes + 20_000 > args.size_cap:
         raise SystemExit("model too large for the size cap: shrink --hidden/--layers/--ffn")
 
     decay = [p for p in model.parameters() if p.dim() >= 2]
