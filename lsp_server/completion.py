@@ -157,14 +157,18 @@ class CompletionCore:
             branch = self._branch_point(prep, first.result.ids)
             excluded = self._choice_at(first.result, branch)
             while excluded and tried <= self.settings.alternatives and not self._out_of_time(prep, cancel):
-                other = self._attempt(prep, first.result.ids[:branch], frozenset(excluded), cancel)
+                try:
+                    other = self._attempt(prep, first.result.ids[:branch], frozenset(excluded), cancel)
+                except EngineError:  # e.g. no room left in the context: the first answer stands
+                    break
                 tried += 1
                 decode_ms += other.result.prefill_ms + other.result.decode_ms
                 choice = self._choice_at(other.result, branch)
                 if not choice or choice <= excluded:
                     break  # nothing left to branch to
                 excluded |= choice
-                if other.text is not None and not prep.fit.breaks(other.text):
+                if other.text is not None and other.result.stop not in ("time", "cancelled") \
+                        and not prep.fit.breaks(other.text):
                     chosen = other
                     break
         self.recent_stops.append((prep.uri, chosen.result.stop))
