@@ -11,8 +11,9 @@ is mid-edit further up, the region is cut mid-statement) say nothing about the s
 so a file that is already broken never blocks a suggestion.  On a line being typed, an error the file has
 without the suggestion too (an open docstring, an unfinished call) is not blamed on it either; on a blank
 line it is, since the missing line is what the suggestion is for (a plain statement above an indented
-body leaves the file as broken as the blank line did).  With no code below the cursor, a block header
-without a body is fine: the body is not written yet.
+body leaves the file as broken as the blank line did).  On a line being typed with no code below it, a
+block header without a body is fine: the body is not written yet.  A suggestion for a blank line must
+stand on its own, so there a header whose body it does not include does not fit.
 
 How, per language:
 
@@ -62,10 +63,11 @@ class FitCheck:
             # is simply not written yet
             last += below
         if self.kind == "python":
-            error = _python_error(self.before + suggestion + self.after, body_may_follow=below is None)
+            blank = self._cursor_line_blank
+            error = _python_error(self.before + suggestion + self.after, body_may_follow=below is None and not blank)
             if error is None or not first <= error[0] <= last:
                 return False
-            return self._cursor_line_blank or error != self._error_without
+            return blank or error != self._error_without
         with_it = _error_rows(self.language, self.before + suggestion + self.after, first, last)
         without = _error_rows(self.language, self.before + self.after, first, last - suggestion.count("\n"))
         return with_it > without

@@ -101,9 +101,10 @@ def test_python_header_at_the_end_of_the_file_waits_for_its_body() -> None:
     check = for_cursor(Document("file:///t", "python", 1, text), len(text))
     assert not check.breaks("(root):")  # the body is not written yet: no error for a header without one
     assert check.breaks("(root:")
-    last_def = "def walk(root):\n{hole}"
-    assert not check_at_hole(last_def).breaks("    if not root:")
-    assert check_at_hole(last_def).breaks("    if not (root:")
+    last_def = "def walk(root):\n{hole}"  # a blank line: what is suggested there must stand on its own
+    assert check_at_hole(last_def).breaks("    if not root:")
+    assert not check_at_hole(last_def).breaks("    if not root:\n        return []")
+    assert not check_at_hole(last_def).breaks("    return os.listdir(root)")
 
 
 def test_python_line_being_typed_is_not_blamed_for_what_was_already_open() -> None:
