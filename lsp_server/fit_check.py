@@ -37,6 +37,7 @@ from lsp_server.documents import Document
 from lsp_server.syntax import get_parser
 
 MAX_REGION_LINES = 400  # lines searched (and kept) above and below the cursor line
+MAX_REGION_CHARS = 200_000  # a larger region (minified code, huge lines) is not checked: parsing it per answer costs
 # A line that starts a top-level Python statement: code at column 0, not a continuation keyword or closer.
 _TOP_LEVEL = re.compile(r"(?!(?:else|elif|except|finally)\b)[A-Za-z_@]")
 
@@ -95,9 +96,11 @@ def for_cursor(doc: Document, offset: int) -> FitCheck:
     starts, text = doc.line_starts, doc.text
     lo, hi = max(0, row - MAX_REGION_LINES), min(len(starts) - 1, row + MAX_REGION_LINES)
     if kind == "python":
-        return _python_region(text, starts, row, lo, hi, offset)
-    end = starts[hi + 1] if hi + 1 < len(starts) else len(text)
-    return FitCheck(kind, text[starts[lo]:offset], text[offset:end], language)
+        check = _python_region(text, starts, row, lo, hi, offset)
+    else:
+        end = starts[hi + 1] if hi + 1 < len(starts) else len(text)
+        check = FitCheck(kind, text[starts[lo]:offset], text[offset:end], language)
+    return check if len(check.before) + len(check.after) <= MAX_REGION_CHARS else NO_CHECK
 
 
 def _python_region(text: str, starts: list[int], row: int, lo: int, hi: int, offset: int) -> FitCheck:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lsp_server.documents import Document
-from lsp_server.fit_check import MAX_REGION_LINES, for_cursor
+from lsp_server.fit_check import MAX_REGION_CHARS, MAX_REGION_LINES, for_cursor
 
 PY = """import os
 
@@ -117,3 +117,9 @@ def test_python_line_being_typed_is_not_blamed_for_what_was_already_open() -> No
     check = for_cursor(Document("file:///t", "python", 1, text), offset)
     assert not check.breaks(", 'x'")  # the call was unclosed before the suggestion
     assert not check.breaks(", 'x')")
+
+
+def test_a_huge_region_is_not_checked() -> None:
+    minified = "var a = [" + "1, " * MAX_REGION_CHARS + "];\n{hole}\n"
+    check = check_at_hole(minified, "javascript")
+    assert check.kind == "none" and not check.breaks("foo(")  # parsing megabytes per answer would stall typing
