@@ -8,12 +8,12 @@ fails, tries the model's next-best alternatives (``completion.py``).
 
 What counts: an error *at the suggestion or at the first code line after it*.  Errors elsewhere (the user
 is mid-edit further up, the region is cut mid-statement) say nothing about the suggestion and are ignored,
-so a file that is already broken never blocks a suggestion.  On a line being typed, an error the file has
-without the suggestion too (an open docstring, an unfinished call) is not blamed on it either; on a blank
-line it is, since the missing line is what the suggestion is for (a plain statement above an indented
-body leaves the file as broken as the blank line did).  On a line being typed with no code below it, a
-block header without a body is fine: the body is not written yet.  A suggestion for a blank line must
-stand on its own, so there a header whose body it does not include does not fit.
+so a file that is already broken never blocks a suggestion.  On a blank line the suggestion is the whole
+line, so it must stand on its own: a header whose body it does not include does not fit, and an error the
+blank line caused (a plain statement above an indented body) still counts.  On a line being typed only the
+suggestion's own rows count, minus an error the line had before it (an open docstring, an unfinished
+call): the rows below may hold errors the unfinished line hid from the parser, and a header's body may
+simply not be written yet.
 
 How, per language:
 
@@ -58,20 +58,20 @@ class FitCheck:
         if self.kind == "none" or not suggestion:
             return False
         first = self.before.count("\n")  # 0-based row of the cursor line in the region
-        last = first + suggestion.count("\n")
-        below = _rows_to_next_code(self.after)
-        if below is not None:  # the next code line counts; with none (end of file or region), a header's body
-            # is simply not written yet
-            last += below
-        if self.kind == "python":
-            blank = self._cursor_line_blank
-            error = _python_error(self.before + suggestion + self.after, body_may_follow=below is None and not blank)
-            if error is None or not first <= error[0] <= last:
-                return False
-            return blank or error != self._error_without
-        with_it = _error_rows(self.language, self.before + suggestion + self.after, first, last)
-        without = _error_rows(self.language, self.before + self.after, first, last - suggestion.count("\n"))
-        return with_it > without
+        added = suggestion.count("\n")  # rows the suggestion adds: later rows move down by this much
+        below = _rows_to_next_code(self.after)  # None: no code below (the end of the file or of the region)
+        next_code = first + added + below if below is not None else first + added
+        if self.kind != "python":
+            with_it = _error_rows(self.language, self.before + suggestion + self.after, first, next_code)
+            without = _error_rows(self.language, self.before + self.after, first, next_code - added)
+            return with_it > without
+        if self._cursor_line_blank:  # the suggestion is the whole line: it and the next code line must be right
+            error = _python_error(self.before + suggestion + self.after, body_may_follow=False)
+            return error is not None and first <= error[0] <= next_code
+        # A line being typed: only errors in the suggestion's own rows, and not one the line had before it (the
+        # rows below may hold errors that the unfinished line hid from the parser, and a header's body may follow).
+        error = _python_error(self.before + suggestion + self.after, body_may_follow=True)
+        return error is not None and first <= error[0] <= first + added and error != self._error_without
 
     @property
     def _cursor_line_blank(self) -> bool:
@@ -80,7 +80,7 @@ class FitCheck:
     @cached_property
     def _error_without(self) -> tuple[int, str] | None:
         """The error the file has without any suggestion (a line being typed is often incomplete)."""
-        return _python_error(self.before + self.after, _rows_to_next_code(self.after) is None)
+        return _python_error(self.before + self.after, body_may_follow=True)
 
 
 NO_CHECK = FitCheck("none", "", "")  # every suggestion fits (no grammar, or the check is off)

@@ -117,6 +117,10 @@ def test_python_line_being_typed_is_not_blamed_for_what_was_already_open() -> No
     check = for_cursor(Document("file:///t", "python", 1, text), offset)
     assert not check.breaks(", 'x'")  # the call was unclosed before the suggestion
     assert not check.breaks(", 'x')")
+    text = "def walk(root):\n    total = \n    return total +\n"  # a broken line below, already broken before
+    check = for_cursor(Document("file:///t", "python", 1, text), text.index("= ") + 2)
+    assert not check.breaks("0")
+    assert not check.breaks("(\n        0)")  # two rows: the old error below moves down with it, still not blamed
 
 
 def test_a_huge_region_is_not_checked() -> None:
