@@ -60,10 +60,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from lsp_server import fit_check
 from lsp_server.completion import CompletionCore
 from lsp_server.documents import Document
 from lsp_server.settings import parse_settings
-from lsp_server.syntax import get_parser
 
 REPO = Path(__file__).resolve().parent.parent
 def _default_data() -> Path:
@@ -210,14 +210,7 @@ def execute_all(sources: Sequence[str], timeout_s: float = 3.0, workers: int = 2
 
 def syntax_errors(source: str) -> int:
     """Number of tree-sitter ERROR and MISSING nodes in a Python file."""
-    parser = get_parser("python")
-    assert parser is not None
-    stack, count = [parser.parse(source.encode("utf-8", "surrogatepass")).root_node], 0
-    while stack:
-        node = stack.pop()
-        count += node.is_error or node.is_missing
-        stack.extend(child for child in node.children if child.has_error or child.is_missing)
-    return count
+    return fit_check.error_nodes("python", source)
 
 
 def make_core(fim_mode: str, model: str | None = None, max_new_tokens: int | None = None,

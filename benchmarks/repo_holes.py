@@ -22,7 +22,6 @@ import json
 import random
 import subprocess
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 from benchmarks.humaneval_infilling import code_version, make_core, percentile, syntax_errors
 from lsp_server.completion import CompletionCore
 from lsp_server.documents import Document
+from lsp_server.fit_check import python_error
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_COMMIT = "c50b6f8"  # the code as it stood when this check was written: the set never changes
@@ -79,24 +79,13 @@ def complete(core: CompletionCore, hole: Hole) -> dict[str, Any]:
     suggestion = outcome.text or ""
     adds_error = bool(suggestion) and syntax_errors(prefix + target + suffix) == 0 \
         and syntax_errors(prefix + suggestion + suffix) > 0
-    adds_compile_error = bool(suggestion) and compiles(prefix + target + suffix) \
-        and not compiles(prefix + suggestion + suffix)
+    adds_compile_error = bool(suggestion) and python_error(prefix + target + suffix) is None \
+        and python_error(prefix + suggestion + suffix) is not None
     return {"path": hole.path, "row": hole.row, "target": target, "suggestion": suggestion, "raw": outcome.raw,
             "exact": suggestion.rstrip() == target.rstrip(),
             "exact_ignoring_indent": suggestion.strip() == target.strip(),
             "empty": not suggestion, "adds_syntax_error": adds_error, "adds_compile_error": adds_compile_error,
             "tried": outcome.tried, "ms": round(ms, 2)}
-
-
-def compiles(source: str) -> bool:
-    """Whether Python itself accepts the file (tree-sitter forgives most indentation errors)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            compile(source, "<hole>", "exec", dont_inherit=True)
-    except (SyntaxError, ValueError):
-        return False
-    return True
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -236,14 +236,13 @@ class CompletionCore:
     def _out_of_time(prep: Prepared, cancel: threading.Event | None) -> bool:
         return (cancel is not None and cancel.is_set()) or time.monotonic() >= prep.deadline
 
-    def _stop_rule(self, prep: Prepared, forced: list[int] | None = None) -> Callable[[list[int]], bool]:
+    def _stop_rule(self, prep: Prepared, forced: list[int]) -> Callable[[list[int]], bool]:
         """Post-processing's early stop, on the text decoded so far (``forced`` ids first, healed prefix removed)."""
         assert self.loaded is not None
         tok = self.loaded.tokenizer
-        head = forced or []
 
         def should_stop(ids: list[int]) -> bool:
-            text = strip_healed(prep.prompt, tok.decode_middle(head + ids))
+            text = strip_healed(prep.prompt, tok.decode_middle(forced + ids))
             return text is not None and stop_reason(text, prep.ctx)
 
         return should_stop

@@ -62,15 +62,14 @@ class FitCheck:
         below = _rows_to_next_code(self.after)  # None: no code below (the end of the file or of the region)
         next_code = first + added + below if below is not None else first + added
         if self.kind != "python":
-            with_it = _error_rows(self.language, self.before + suggestion + self.after, first, next_code)
-            without = _error_rows(self.language, self.before + self.after, first, next_code - added)
-            return with_it > without
+            with_it = error_nodes(self.language, self.before + suggestion + self.after, first, next_code)
+            return with_it > self._error_nodes_without
         if self._cursor_line_blank:  # the suggestion is the whole line: it and the next code line must be right
-            error = _python_error(self.before + suggestion + self.after, body_may_follow=False)
+            error = python_error(self.before + suggestion + self.after, body_may_follow=False)
             return error is not None and first <= error[0] <= next_code
         # A line being typed: only errors in the suggestion's own rows, and not one the line had before it (the
         # rows below may hold errors that the unfinished line hid from the parser, and a header's body may follow).
-        error = _python_error(self.before + suggestion + self.after, body_may_follow=True)
+        error = python_error(self.before + suggestion + self.after, body_may_follow=True)
         return error is not None and first <= error[0] <= first + added and error != self._error_without
 
     @property
@@ -78,9 +77,16 @@ class FitCheck:
         return not self.before[self.before.rfind("\n") + 1:].strip() and not self.after.split("\n", 1)[0].strip()
 
     @cached_property
+    def _error_nodes_without(self) -> int:
+        """Tree-sitter errors from the cursor line to the next code line without any suggestion (once per request)."""
+        first = self.before.count("\n")
+        below = _rows_to_next_code(self.after)
+        return error_nodes(self.language, self.before + self.after, first, first + (below or 0))
+
+    @cached_property
     def _error_without(self) -> tuple[int, str] | None:
         """The error the file has without any suggestion (a line being typed is often incomplete)."""
-        return _python_error(self.before + self.after, body_may_follow=True)
+        return python_error(self.before + self.after, body_may_follow=True)
 
 
 NO_CHECK = FitCheck("none", "", "")  # every suggestion fits (no grammar, or the check is off)
@@ -135,7 +141,7 @@ def _rows_to_next_code(after: str) -> int | None:
     return next((i for i, line in enumerate(lines) if i and line.strip()), None)
 
 
-def _python_error(source: str, body_may_follow: bool) -> tuple[int, str] | None:
+def python_error(source: str, body_may_follow: bool = False) -> tuple[int, str] | None:
     """(0-based row, message) of the first syntax error ``compile`` reports, or ``None`` when it compiles.
 
     ``body_may_follow``: no code follows the cursor, so a block header there just has no body *yet*.
@@ -153,8 +159,9 @@ def _python_error(source: str, body_may_follow: bool) -> tuple[int, str] | None:
     return None
 
 
-def _error_rows(language: str | None, source: str, first: int, last: int) -> int:
-    """Tree-sitter ERROR / MISSING nodes that start in rows ``first..last``."""
+def error_nodes(language: str | None, source: str, first: int = 0, last: int | None = None) -> int:
+    """Tree-sitter ERROR / MISSING nodes that start in rows ``first..last`` (default: the whole file)."""
+    last = source.count("\n") if last is None else last
     parser = get_parser(language)
     if parser is None:
         return 0
