@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -23,6 +24,21 @@ def test_rows_round_trip_within_half_a_step() -> None:
     assert torch.allclose(back["norm"], state["norm"], atol=1e-3)
 
 
+def shipped_model() -> Any:
+    return load(LoadSpec(None, dtype="float32")).model
+
+
+def agreement(model: Any, reference: Any) -> float:
+    """Share of teacher-forced next-token choices along real code on which two models agree."""
+    tok = load(LoadSpec(None, dtype="float32")).tokenizer
+    text = (Path(__file__).parent.parent / "benchmarks" / "data" / "inventory.py").read_text()[:3000]
+    ids = torch.tensor([[tok.bos_id, *tok.encode(text)]])
+    with torch.inference_mode():
+        a = reference(ids).logits[0].argmax(-1)
+        b = model.float()(ids).logits[0].argmax(-1)
+    return float((a == b).float().mean())
+
+
 @pytest.fixture(scope="module")
 def int8_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dst = tmp_path_factory.mktemp("int8") / "weights"
@@ -37,14 +53,8 @@ def test_embedded_model_in_int8_is_half_the_size_and_predicts_the_same_tokens(in
     assert not (int8_folder / "model.safetensors").exists() and (int8_folder / "tokenizer.model").exists()
 
     small = load(LoadSpec(str(int8_folder), dtype="float32"))
-    full = load(LoadSpec(None, dtype="float32"))
-    text = (Path(__file__).parent.parent / "benchmarks" / "data" / "inventory.py").read_text()[:3000]
-    ids = torch.tensor([[full.tokenizer.bos_id, *full.tokenizer.encode(text)]])
-    with torch.inference_mode():
-        a = full.model(ids).logits[0].argmax(-1)
-        b = small.model(ids).logits[0].argmax(-1)
-    agree = float((a == b).float().mean())
-    assert agree > 0.95, agree  # teacher-forced next-token choices along real code
+    agree = agreement(small.model, shipped_model())
+    assert agree > 0.95, agree
     assert small.model.lm_head.weight.data_ptr() == small.model.model.embed_tokens.weight.data_ptr()  # still tied
 
 
@@ -53,22 +63,30 @@ def test_int8_folder_cannot_be_loaded_as_nf4(int8_folder: Path) -> None:
         load(LoadSpec(str(int8_folder), quantization="nf4", device="cpu"))
 
 
-def test_training_script_saves_int8_that_the_server_loads_and_completes_with(tmp_path: Path) -> None:
-    """A few seconds of real training on standard-library files, saved with ``--storage int8``."""
+def stdlib_corpus(folder: Path, files: int = 40) -> Path:
+    """A small training corpus in ``corpus.py``'s format: the first standard-library modules by name."""
     import json
     import lzma
     import sysconfig
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    corpus = folder / "corpus.jsonl.xz"
+    with lzma.open(corpus, "wt", encoding="utf-8") as fh:
+        for path in sorted(stdlib.glob("*.py"))[:files]:
+            fh.write(json.dumps({"path": path.name, "text": path.read_text(errors="replace")}) + "\n")
+    return corpus
+
+
+def test_training_script_saves_int8_that_the_server_loads_and_completes_with(tmp_path: Path) -> None:
+    """A few seconds of real training on standard-library files, saved with ``--storage int8``."""
+    import json
 
     from lsp_server.completion import CompletionCore
     from lsp_server.documents import Document
     from lsp_server.settings import Settings
     from model_backend.embedded import train
 
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    corpus = tmp_path / "corpus.jsonl.xz"
-    with lzma.open(corpus, "wt", encoding="utf-8") as fh:
-        for path in sorted(stdlib.glob("*.py"))[:40]:
-            fh.write(json.dumps({"path": path.name, "text": path.read_text(errors="replace")}) + "\n")
+    corpus = stdlib_corpus(tmp_path)
     out = tmp_path / "weights"
     train.main(["--corpus", str(corpus), "--out", str(out), "--device", "cpu", "--minutes", "0.2",
                 "--seq-len", "128", "--batch-size", "2", "--workers", "1", "--hidden", "64", "--layers", "2",
@@ -83,3 +101,21 @@ def test_training_script_saves_int8_that_the_server_loads_and_completes_with(tmp
     text = "def add(a, b):\n    return "
     outcome = core.generate(core.prepare(Document("file:///t.py", "python", 1, text), len(text)))
     assert outcome.result.ids  # the model ran and produced tokens (what they say after seconds of training is noise)
+
+
+def test_training_can_start_from_the_shipped_model_and_keeps_what_it_knew(tmp_path: Path) -> None:
+    """``--init``: further training starts from a saved model (its shape, its weights), not from noise."""
+    import json
+
+    from model_backend.embedded import train
+
+    out = tmp_path / "weights"
+    train.main(["--corpus", str(stdlib_corpus(tmp_path)), "--out", str(out), "--device", "cpu", "--minutes", "0.2",
+                "--seq-len", "256", "--batch-size", "1", "--workers", "1", "--lr", "1e-6", "--val-pct", "10",
+                "--val-rows", "1", "--init", str(WEIGHTS_DIR)])
+    info = json.loads((out / "training.json").read_text())
+    shipped = json.loads((WEIGHTS_DIR / "config.json").read_text())
+    assert info["status"] == "final" and info["steps"] >= 1
+    shape = (info["settings"]["hidden"], info["settings"]["layers"], info["settings"]["ffn"])
+    assert shape == (shipped["hidden_size"], shipped["num_hidden_layers"], shipped["intermediate_size"])
+    assert agreement(load(LoadSpec(str(out), device="cpu")).model, shipped_model()) > 0.95

@@ -32,7 +32,8 @@ Schedule: ``--minutes`` is the wall-clock budget of the whole run, setup and com
 rate follows the *time* spent (warm-up, then cosine to 10% at the deadline), so a run of any speed still
 ends with a decayed rate.  Checkpoints are written to ``--out`` every ``--save-minutes``, atomically, so a
 killed run leaves a usable model.  The final folder (fp16 weights, ``tokenizer.model``, configs and
-``training.json``) must fit ``--size-cap`` bytes: it ships inside the package.
+``training.json``) must fit ``--size-cap`` bytes: it ships inside the package.  ``--init FOLDER`` trains a
+saved model further instead of a fresh one (its shape, its weights; the log starts with its validation losses).
 
 On one H200/H100 (bf16 autocast, TF32; ``--compile`` falls back to eager if it fails; the corpus must be
 copied along, it is git-ignored): ``python3 -m model_backend.embedded.train --device cuda --compile --minutes 7
@@ -87,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (falls back to eager on failure)")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--init", type=Path, help="start from this saved folder (fp16 or int8) instead of random "
+                                             "weights: its shape replaces --hidden/--layers/--heads/--kv-heads/--ffn")
     # data
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--batch-size", type=int, default=4)
@@ -300,6 +303,18 @@ def build_model(args: argparse.Namespace, tok: CodeLlamaTokenizer) -> transforme
     return transformers.LlamaForCausalLM(config)
 
 
+def init_model(args: argparse.Namespace) -> transformers.LlamaForCausalLM:
+    """A saved model to train further, in float32; ``args`` take its shape so ``training.json`` records it."""
+    if int8_storage.is_int8_folder(args.init):
+        model = int8_storage.load_model(args.init, torch.float32)
+    else:
+        model = transformers.LlamaForCausalLM.from_pretrained(args.init, dtype=torch.float32, local_files_only=True)
+    c = model.config
+    args.hidden, args.layers, args.heads = c.hidden_size, c.num_hidden_layers, c.num_attention_heads
+    args.kv_heads, args.ffn = c.num_key_value_heads, c.intermediate_size
+    return model
+
+
 def loss_of(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     logits = model(input_ids=x, use_cache=False).logits
     return F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100)
@@ -400,7 +415,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{corpus['val_docs']} val docs", flush=True)
     val_sets = validation_sets(tok, val_texts, args)
 
-    model = build_model(args, tok).to(args.device)
+    model = (init_model(args) if args.init is not None else build_model(args, tok)).to(args.device)
     n_params = sum(p.numel() for p in model.parameters())
     rows = sum(p.shape[0] if p.dim() == 2 else p.numel() for p in model.parameters())  # int8: fp16 scales, 1-D
     weight_bytes = 2 * n_params if args.storage == "fp16" else n_params + 2 * rows
@@ -450,6 +465,8 @@ def main(argv: list[str] | None = None) -> None:
     eval_cost = 0.0  # seconds the last evaluation took: kept free before the deadline for the final one
     log_tokens, log_n = 0, 0
     log_loss = torch.zeros((), device=args.device)
+    if args.init is not None:  # where further training starts from, on the same validation rows
+        print(f"init eval {evaluate(model, val_sets, args, autocast)}", flush=True)
     model.train()
     while True:
         now = time.time()
