@@ -58,6 +58,23 @@ def test_builder_raises_rather_than_skips(tmp_path: Path) -> None:
         list(C.iter_corpus(bad / "corpus.jsonl.xz"))
 
 
+def test_this_project_is_never_training_data(tmp_path: Path) -> None:
+    """Installed in the venv, the project's own code would leak into the corpus and into the held-out
+    repository-holes benchmark (built from this repository's code); the builder leaves it out."""
+    site = tmp_path / "site"
+    for name, module in (("codellama_lsp", "lsp_server"), ("somelib", "somelib")):
+        info = site / f"{name}-0.1.0.dist-info"
+        info.mkdir(parents=True)
+        meta = f"Metadata-Version: 2.4\nName: {name.replace('_', '-')}\nVersion: 0.1.0\nLicense-Expression: MIT\n"
+        (info / "METADATA").write_text(meta)
+        (site / module).mkdir()
+        (site / module / "core.py").write_text("def f():\n    return 1\n" * 20)
+        (info / "RECORD").write_text(f"{module}/core.py,,\n{name}-0.1.0.dist-info/METADATA,,\n")
+    sources, rejected = C.package_sources([(site, "venv")], skip=set())
+    assert [s.name for s in sources] == ["somelib"] and sources[0].files
+    assert [(r.name, "this project" in r.reason) for r in rejected] == [("codellama-lsp", True)]
+
+
 # -- licences -------------------------------------------------------------------------------------
 
 MIT_TEXT = "Copyright (c) 2020 Someone\n\nPermission is hereby granted, free of charge, to any person " * 3

