@@ -11,6 +11,7 @@ import torch
 from model_backend import int8_storage
 from model_backend.embedded import WEIGHTS_DIR
 from model_backend.loading import LoadSpec, ModelLoadError, load
+from model_backend.tokenization import load_tokenizer
 
 
 def test_rows_round_trip_within_half_a_step() -> None:
@@ -30,7 +31,7 @@ def shipped_model() -> Any:
 
 def agreement(model: Any, reference: Any) -> float:
     """Share of teacher-forced next-token choices along real code on which two models agree."""
-    tok = load(LoadSpec(None, dtype="float32")).tokenizer
+    tok = load_tokenizer(WEIGHTS_DIR)
     text = (Path(__file__).parent.parent / "benchmarks" / "data" / "inventory.py").read_text()[:3000]
     ids = torch.tensor([[tok.bos_id, *tok.encode(text)]])
     with torch.inference_mode():
@@ -64,7 +65,10 @@ def test_int8_folder_cannot_be_loaded_as_nf4(int8_folder: Path) -> None:
 
 
 def stdlib_corpus(folder: Path, files: int = 40) -> Path:
-    """A small training corpus in ``corpus.py``'s format: the first standard-library modules by name."""
+    """A small training corpus in ``corpus.py``'s format: the first standard-library modules by name.
+
+    The training runs below use ``--workers 0`` (samples built in-process): a forked data worker inside this
+    long-lived, multi-threaded pytest process once hung with its parent."""
     import json
     import lzma
     import sysconfig
@@ -89,7 +93,7 @@ def test_training_script_saves_int8_that_the_server_loads_and_completes_with(tmp
     corpus = stdlib_corpus(tmp_path)
     out = tmp_path / "weights"
     train.main(["--corpus", str(corpus), "--out", str(out), "--device", "cpu", "--minutes", "0.2",
-                "--seq-len", "128", "--batch-size", "2", "--workers", "1", "--hidden", "64", "--layers", "2",
+                "--seq-len", "128", "--batch-size", "2", "--workers", "0", "--hidden", "64", "--layers", "2",
                 "--heads", "2", "--kv-heads", "1", "--ffn", "128", "--val-pct", "10", "--val-rows", "2",
                 "--storage", "int8"])
     assert (out / int8_storage.FILE).is_file() and not (out / "model.safetensors").exists()
@@ -111,7 +115,7 @@ def test_training_can_start_from_the_shipped_model_and_keeps_what_it_knew(tmp_pa
 
     out = tmp_path / "weights"
     train.main(["--corpus", str(stdlib_corpus(tmp_path)), "--out", str(out), "--device", "cpu", "--minutes", "0.2",
-                "--seq-len", "256", "--batch-size", "1", "--workers", "1", "--lr", "1e-6", "--val-pct", "10",
+                "--seq-len", "256", "--batch-size", "1", "--workers", "0", "--lr", "1e-6", "--val-pct", "10",
                 "--val-rows", "1", "--init", str(WEIGHTS_DIR)])
     info = json.loads((out / "training.json").read_text())
     shipped = json.loads((WEIGHTS_DIR / "config.json").read_text())

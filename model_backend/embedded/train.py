@@ -305,10 +305,9 @@ def build_model(args: argparse.Namespace, tok: CodeLlamaTokenizer) -> transforme
 
 def init_model(args: argparse.Namespace) -> transformers.LlamaForCausalLM:
     """A saved model to train further, in float32; ``args`` take its shape so ``training.json`` records it."""
-    if int8_storage.is_int8_folder(args.init):
-        model = int8_storage.load_model(args.init, torch.float32)
-    else:
-        model = transformers.LlamaForCausalLM.from_pretrained(args.init, dtype=torch.float32, local_files_only=True)
+    from model_backend.loading import LoadSpec, load  # the server's loader: fp16 or int8 folders alike
+
+    model: transformers.LlamaForCausalLM = load(LoadSpec(str(args.init), device="cpu", dtype="float32")).model
     c = model.config
     args.hidden, args.layers, args.heads = c.hidden_size, c.num_hidden_layers, c.num_attention_heads
     args.kv_heads, args.ffn = c.num_key_value_heads, c.intermediate_size
