@@ -44,8 +44,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lsp_server.completion import CompletionCore
-from lsp_server.documents import Document
+from lsp_server.completion.core import CompletionCore
+from lsp_server.completion.documents import Document
 from lsp_server.settings import Settings, parse_settings
 
 PROJECT = Path(__file__).resolve().parent / "repo_context"

@@ -25,7 +25,8 @@ from typing import Any
 import torch
 
 from lsp_server.stats import nearest_rank
-from model_backend.engine import Engine, GenerationRequest
+from model_backend.engine import Engine
+from model_backend.generation import GenerationRequest
 from model_backend.loading import LoadSpec, load
 from model_backend.static_decode import StaticDecoder
 
@@ -38,7 +39,8 @@ def restock_report(items, threshold=5):
 '''
 FIRST_REQUEST = """
 import json, sys, time
-from model_backend.engine import Engine, GenerationRequest
+from model_backend.engine import Engine
+from model_backend.generation import GenerationRequest
 from model_backend.loading import LoadSpec, load
 spec = LoadSpec(model=sys.argv[1] or None, device=sys.argv[2])
 loaded = load(spec)

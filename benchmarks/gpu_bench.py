@@ -52,7 +52,8 @@ import torch
 
 from lsp_server.stats import nearest_rank
 from model_backend.embedded import WEIGHTS_DIR
-from model_backend.engine import Engine, GenerationRequest, GenerationResult
+from model_backend.engine import Engine
+from model_backend.generation import GenerationRequest, GenerationResult
 from model_backend.loading import LoadedModel, LoadSpec, load
 from model_backend.memory import gib, kv_bytes_per_token, kv_cache_bytes, model_bytes
 from model_backend.static_decode import GRAPH_TAIL_STEPS, StaticDecoder

@@ -24,11 +24,12 @@ from typing import Any
 
 import torch
 
-from lsp_server.completion import CompletionCore
-from lsp_server.documents import Document
+from lsp_server.completion.core import CompletionCore
+from lsp_server.completion.documents import Document
 from lsp_server.settings import Settings
 from model_backend.embedded import WEIGHTS_DIR
-from model_backend.engine import Engine, GenerationRequest
+from model_backend.engine import Engine
+from model_backend.generation import GenerationRequest
 from model_backend.loading import LoadSpec, load
 
 CONTEXT = (Path(__file__).parent / "data" / "inventory.py").read_text()

@@ -60,9 +60,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lsp_server import fit_check
-from lsp_server.completion import CompletionCore
-from lsp_server.documents import Document
+from lsp_server.completion import fit_check
+from lsp_server.completion.core import CompletionCore
+from lsp_server.completion.documents import Document
 from lsp_server.settings import parse_settings
 
 REPO = Path(__file__).resolve().parent.parent

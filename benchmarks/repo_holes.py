@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.humaneval_infilling import code_version, make_core, percentile, syntax_errors
-from lsp_server.completion import CompletionCore
-from lsp_server.documents import Document
-from lsp_server.fit_check import python_error
+from lsp_server.completion.core import CompletionCore
+from lsp_server.completion.documents import Document
+from lsp_server.completion.fit_check import python_error
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_COMMIT = "c50b6f8"  # the code as it stood when this check was written: the set never changes

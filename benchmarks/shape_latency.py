@@ -22,7 +22,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from lsp_server.stats import nearest_rank
 from model_backend.embedded import WEIGHTS_DIR
-from model_backend.engine import Engine, GenerationRequest
+from model_backend.engine import Engine
+from model_backend.generation import GenerationRequest
 
 # (name, overrides of the shipped config); parameters and int8 bytes are computed, not assumed.
 CANDIDATES: list[tuple[str, dict[str, Any]]] = [

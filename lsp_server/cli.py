@@ -43,7 +43,7 @@ def serve_main(argv: list[str]) -> None:
     parser.add_argument("--log-file")
     args = parser.parse_args(argv)
     _logging(args.log_level, args.log_file)
-    from lsp_server.server import SERVER
+    from lsp_server.handlers import SERVER
 
     if args.tcp:
         host, _, port = args.tcp.rpartition(":")
@@ -69,11 +69,11 @@ def complete_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     _logging("warning", None)
 
-    from lsp_server.completion import CompletionCore, NotReadyError
-    from lsp_server.documents import Document, PositionError
+    from lsp_server.completion.core import CompletionCore, NotReadyError
+    from lsp_server.completion.documents import Document, PositionError
+    from lsp_server.completion.syntax import language_for_path
     from lsp_server.settings import parse_settings
-    from lsp_server.syntax import language_for_path
-    from model_backend.engine import EngineError
+    from model_backend.generation import EngineError
     from model_backend.loading import ModelLoadError
 
     raw = json.loads(args.settings)
@@ -124,7 +124,7 @@ def _parse_location(location: str, parser: argparse.ArgumentParser) -> tuple[Pat
 
 def _offset(doc: object, line: int, col: int) -> int:
     """Offset of 1-based LINE and character COL (code points, not UTF-16 units)."""
-    from lsp_server.documents import Document, PositionError
+    from lsp_server.completion.documents import Document, PositionError
 
     assert isinstance(doc, Document)
     if line < 1 or col < 1:

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcInvalidParams
 
-from lsp_server import actions, instruct
-from lsp_server.actions import DOCSTRING, EXPLAIN, REFACTOR, Refusal, Target
-from lsp_server.assistant import Answer, Job
+from lsp_server.actions import instruct, offers
+from lsp_server.actions.assistant import Answer, Job
+from lsp_server.actions.offers import DOCSTRING, EXPLAIN, REFACTOR, Refusal, Target
 
 if TYPE_CHECKING:
     from lsp_server.server import CodeLlamaServer
@@ -85,14 +85,14 @@ class ActionProgress:
 async def execute(ls: CodeLlamaServer, command: str, args: Sequence[Any]) -> dict[str, Any]:
     """Run one code-action command; bad arguments raise InvalidParams, everything else is an answer."""
     try:
-        doc, span, instruction = actions.parse_args(command, args, ls.documents)
-    except actions.ArgsError as exc:
+        doc, span, instruction = offers.parse_args(command, args, ls.documents)
+    except offers.ArgsError as exc:
         raise JsonRpcInvalidParams(str(exc)) from exc
-    where = actions.target(doc, span, instruction)
+    where = offers.target(doc, span, instruction)
     what = ""
     if where is not None and command == DOCSTRING:
-        node = actions.docstring_target(doc, where.start, where.end)
-        what = actions.describe(node) if node is not None else ""
+        node = offers.docstring_target(doc, where.start, where.end)
+        what = offers.describe(node) if node is not None else ""
         if node is None:
             where = None
     if where is None:
@@ -101,7 +101,7 @@ async def execute(ls: CodeLlamaServer, command: str, args: Sequence[Any]) -> dic
         return {"markdown": why} if command == EXPLAIN else {"applied": False, "message": why}
     version = doc.version
     s = ls.core.settings
-    job = Job(TASKS[command], actions.selection(where, what), instruction, s.instruct_tokens,
+    job = Job(TASKS[command], offers.selection(where, what), instruction, s.instruct_tokens,
               s.instruct_max_new_tokens)
     ls.stats.actions += 1
     answer = await _ask(ls, job, WORKING[command])
@@ -202,9 +202,9 @@ async def _apply(ls: CodeLlamaServer, command: str, where: Target, version: int,
                              "Run the action again on the current text.")
     try:
         if command == REFACTOR:
-            edit = actions.plan_rewrite(where, instruct.extract_code(answer.text))
+            edit = offers.plan_rewrite(where, instruct.extract_code(answer.text))
         else:
-            edit = actions.plan_docstring(where, instruct.docstring_text(answer.text))
+            edit = offers.plan_docstring(where, instruct.docstring_text(answer.text))
     except Refusal as exc:
         return result(False, f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
     workspace = ls.client_capabilities.workspace
@@ -213,7 +213,7 @@ async def _apply(ls: CodeLlamaServer, command: str, where: Target, version: int,
     a, b, c, d = edit.span
     text_edit = lsp.TextEdit(range=lsp.Range(start=lsp.Position(line=a, character=b),
                                              end=lsp.Position(line=c, character=d)), new_text=edit.new_text)
-    params = lsp.ApplyWorkspaceEditParams(label=actions.TITLES[command], edit=lsp.WorkspaceEdit(document_changes=[
+    params = lsp.ApplyWorkspaceEditParams(label=offers.TITLES[command], edit=lsp.WorkspaceEdit(document_changes=[
         lsp.TextDocumentEdit(text_document=lsp.OptionalVersionedTextDocumentIdentifier(uri=where.doc.uri,
                                                                                          version=version),
                              edits=[text_edit])]))

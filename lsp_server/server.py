@@ -1,9 +1,8 @@
-"""LSP handlers: thin functions over ``CompletionCore``, documents and the scheduler.
+"""The server object: the state the handlers share, and the inline-completion request from start to finish.
 
-Each handler converts protocol types to plain values, calls one core function, and converts back.  Rules
-that hold for every handler: document-sync notifications never raise; every request gets an answer (an
-empty list when there is nothing to show, an LSP error with a clear message for bad input); model work
-never runs on the event loop.
+``handlers.py`` registers the LSP methods on one instance of it.  Rules that hold for every request: model
+work never runs on the event loop; every request gets an answer (an empty list when there is nothing to
+show, an LSP error with a clear message for bad input).
 """
 
 from __future__ import annotations
@@ -14,24 +13,21 @@ import logging
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from lsprotocol import types as lsp
-from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
-from lsp_server import actions, commands
-from lsp_server.assistant import Assistant
-from lsp_server.completion import CompletionCore, NotReadyError, Outcome
-from lsp_server.crossfile import uri_to_path
-from lsp_server.documents import Document, DocumentStore, PositionError, UnknownDocumentError
+from lsp_server.actions.assistant import Assistant
+from lsp_server.completion.core import CompletionCore, NotReadyError, Outcome
+from lsp_server.completion.documents import Document, DocumentStore, PositionError, UnknownDocumentError
+from lsp_server.completion.typeahead import TypeAhead
 from lsp_server.scheduling import Scheduler, Ticket
 from lsp_server.settings import Settings, needs_reload, parse_settings
 from lsp_server.stats import Stats
-from lsp_server.typeahead import TypeAhead
-from model_backend.engine import EngineError
+from model_backend.generation import EngineError
 from model_backend.loading import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -249,157 +245,3 @@ class CodeLlamaServer(LanguageServer):
             return self.documents.get(doc.uri).version
         except UnknownDocumentError:
             return None
-
-
-SERVER = CodeLlamaServer()
-
-
-@SERVER.feature(lsp.INITIALIZE)
-def initialize(ls: CodeLlamaServer, params: lsp.InitializeParams) -> None:
-    """Read settings from ``initializationOptions`` and the workspace folders (for cross-file context)."""
-    ls.update_settings(params.initialization_options or {})
-    ls.core.crossfile.set_roots(workspace_roots(params))
-
-
-def workspace_roots(params: lsp.InitializeParams) -> list[Path]:
-    """The workspace folders as paths: ``workspaceFolders``, else ``rootUri``, else ``rootPath``."""
-    uris = [f.uri for f in params.workspace_folders or []] or ([params.root_uri] if params.root_uri else [])
-    paths = [p for p in map(uri_to_path, uris) if p is not None]
-    return paths or ([Path(params.root_path)] if params.root_path else [])
-
-
-@SERVER.feature(lsp.INITIALIZED)
-def initialized(ls: CodeLlamaServer, params: lsp.InitializedParams) -> None:
-    """Start loading the model in the background, with progress."""
-    ls.start_loading()
-
-
-@SERVER.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
-def did_change_configuration(ls: CodeLlamaServer, params: lsp.DidChangeConfigurationParams) -> None:
-    """Apply new settings; reload the model only if a model setting changed."""
-    ls.update_settings(params.settings)
-
-
-@SERVER.feature(lsp.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
-def did_change_workspace_folders(ls: CodeLlamaServer, params: lsp.DidChangeWorkspaceFoldersParams) -> None:
-    """Follow added and removed workspace folders (cross-file context reads files only inside them)."""
-    paths = [[p for f in folders if (p := uri_to_path(f.uri)) is not None]
-             for folders in (params.event.added, params.event.removed)]
-    ls.core.crossfile.change_roots(added=paths[0], removed=paths[1])
-
-
-@SERVER.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
-def did_open(ls: CodeLlamaServer, params: lsp.DidOpenTextDocumentParams) -> None:
-    """Track the document and parse it."""
-    d = params.text_document
-    try:
-        ls.documents.open(d.uri, d.language_id, d.version, d.text)
-    except Exception:
-        log.exception("didOpen failed for %s", d.uri)
-
-
-@SERVER.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
-def did_change(ls: CodeLlamaServer, params: lsp.DidChangeTextDocumentParams) -> None:
-    """Apply incremental changes (the tree is edited, not re-parsed from scratch)."""
-    uri = params.text_document.uri
-    try:
-        for change in params.content_changes:
-            rng = getattr(change, "range", None)
-            span = None if rng is None else (rng.start.line, rng.start.character, rng.end.line, rng.end.character)
-            ls.documents.change(uri, span, change.text, params.text_document.version)
-            ls.core.crossfile.record_edit(uri, span[0] if span else 0)
-    except Exception:
-        log.exception("didChange failed for %s", uri)
-
-
-@SERVER.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
-def did_close(ls: CodeLlamaServer, params: lsp.DidCloseTextDocumentParams) -> None:
-    """Forget the document."""
-    ls.documents.close(params.text_document.uri)
-    ls.typeahead.forget(params.text_document.uri)
-
-
-@SERVER.feature(lsp.TEXT_DOCUMENT_INLINE_COMPLETION, lsp.InlineCompletionOptions())
-async def inline_completion(ls: CodeLlamaServer, params: lsp.InlineCompletionParams) -> lsp.InlineCompletionList:
-    """Ghost text at the cursor."""
-    try:
-        return await ls.complete(params)
-    except (JsonRpcException, asyncio.CancelledError):
-        raise
-    except Exception as exc:
-        ls.stats.errors += 1
-        log.exception("inline completion failed")
-        raise JsonRpcInternalError(f"completion failed: {exc}") from exc
-
-
-@SERVER.feature(lsp.TEXT_DOCUMENT_CODE_ACTION, lsp.CodeActionOptions(
-    code_action_kinds=list(actions.KINDS.values()), resolve_provider=False))
-def code_action(ls: CodeLlamaServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
-    """Explain / refactor / add docstring for the selection or the definition around the cursor (no model call)."""
-    doc = ls._document(params.text_document.uri)
-    r = params.range
-    span = (r.start.line, r.start.character, r.end.line, r.end.character)
-    try:
-        offers = actions.offers(doc, span, params.context.only, ls.assistant.instruction_tuned_hint())
-    except PositionError as exc:
-        raise JsonRpcInvalidParams(str(exc)) from exc
-    return [lsp.CodeAction(title=o.title, kind=o.kind, command=lsp.Command(
-        title=o.title, command=o.command, arguments=[doc.uri, range_json(o.span)])) for o in offers]
-
-
-def range_json(span: tuple[int, int, int, int]) -> dict[str, Any]:
-    """An LSP Range as plain JSON (command arguments are sent as they are)."""
-    return {"start": {"line": span[0], "character": span[1]}, "end": {"line": span[2], "character": span[3]}}
-
-
-@SERVER.command(actions.EXPLAIN)
-async def explain(ls: CodeLlamaServer, *args: Any) -> dict[str, Any]:
-    """``[uri, range]`` → ``{"markdown"}``."""
-    return await commands.execute(ls, actions.EXPLAIN, args)
-
-
-@SERVER.command(actions.REFACTOR)
-async def refactor(ls: CodeLlamaServer, *args: Any) -> dict[str, Any]:
-    """``[uri, range, instruction?]`` → ``{"applied", "message"}`` (the edit goes through workspace/applyEdit)."""
-    return await commands.execute(ls, actions.REFACTOR, args)
-
-
-@SERVER.command(actions.DOCSTRING)
-async def docstring(ls: CodeLlamaServer, *args: Any) -> dict[str, Any]:
-    """``[uri, range]`` → ``{"applied", "message"}`` (the docstring goes through workspace/applyEdit)."""
-    return await commands.execute(ls, actions.DOCSTRING, args)
-
-
-@SERVER.feature(lsp.WINDOW_WORK_DONE_PROGRESS_CANCEL)
-def progress_cancel(ls: CodeLlamaServer, params: lsp.WorkDoneProgressCancelParams) -> None:
-    """The user cancelled an action's progress: stop its decoding at the next token."""
-    cancel = ls.progress_cancels.get(str(params.token))
-    if cancel is not None:
-        cancel.set()
-
-
-@SERVER.feature(STATS)
-def stats(ls: CodeLlamaServer, params: Any) -> dict[str, Any]:
-    """Counters, cache reuse and latency percentiles."""
-    data = ls.stats.to_json()
-    loaded = ls.core.loaded
-    data["model"] = None if loaded is None else {
-        "name": loaded.name, "device": loaded.device.type, "dtype": str(loaded.dtype).removeprefix("torch."),
-        "quantization": loaded.quantization, "load_ms": round(loaded.load_ms, 1),
-    }
-    data["model_state"] = "ready" if loaded else ("error" if ls.core.load_error else "loading")
-    data["model_error"] = ls.core.load_error
-    data["recent_stops"] = [{"uri": uri, "stop": stop} for uri, stop in list(ls.core.recent_stops)]
-    return data
-
-
-@SERVER.feature(LAST_PROMPT)
-def last_prompt(ls: CodeLlamaServer, params: Any) -> dict[str, Any]:
-    """The exact prompt last sent to the model (ids and rendered text)."""
-    return dict(ls.core.last_prompt)
-
-
-@SERVER.feature(lsp.SHUTDOWN)
-def shutdown(ls: CodeLlamaServer, params: Any) -> None:
-    """Stop the worker (pending requests are cancelled)."""
-    ls.scheduler.shutdown()

@@ -33,9 +33,8 @@ import logging
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 
-from model_backend.engine import LlamaRunner, rotate_half
+from model_backend.llama import LlamaRunner
 
 log = logging.getLogger(__name__)
 
@@ -142,26 +141,19 @@ class StaticDecoder:
 
     def _step(self, length: int) -> torch.Tensor:
         r = self.runner
-        heads, kv, hd = r.n_heads, r.n_kv, r.head_dim
         x = r.embed(self.token).to(r.act_dtype)  # [1, 1, D]
         cos, sin = r.cos.index_select(0, self.pos), r.sin.index_select(0, self.pos)  # [1, hd]
         mask = (self.key_positions[:length] <= self.pos).unsqueeze(0)  # [1, length], True = may attend
-        for i, layer in enumerate(r.layers):
-            h = r._norm(x, layer.attn_norm)
-            qkv = layer.qkv(h).view(1, 1, heads + 2 * kv, hd).transpose(1, 2)  # [1, H+2KV, 1, hd]
-            qk, v = qkv[:, : heads + kv], qkv[:, heads + kv:]
-            qk = qk * cos + rotate_half(qk) * sin
-            q, k = qk[:, :heads], qk[:, heads:]
+
+        def write(i: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             keys, values = r.cache.k[i], r.cache.v[i]  # [1, KV, max_len, hd], never reallocated
             keys.index_copy_(2, self.pos, k)
             values.index_copy_(2, self.pos, v)
-            out = F.scaled_dot_product_attention(q, keys[:, :, :length], values[:, :, :length], attn_mask=mask,
-                                                 enable_gqa=kv != heads)
-            x = x + layer.o_proj(out.transpose(1, 2).reshape(1, 1, heads * hd))
-            gate, up = layer.gate_up(r._norm(x, layer.mlp_norm)).split(layer.ffn, dim=-1)
-            x = x + layer.down_proj(F.silu(gate) * up)
-        last = r._norm(x[:, -1, :], r.final_norm)  # [1, D]
-        return r.lm_head(last.unsqueeze(0))[0, 0].float()  # [V]
+            return keys[:, :, :length], values[:, :, :length]
+
+        for i, layer in enumerate(r.layers):
+            x = r.block(i, layer, x, cos, sin, write, mask)
+        return r.logits(x)
 
     # -- CUDA graphs -----------------------------------------------------------------------------
     def _capture(self, length: int, token: int, pos: int) -> torch.Tensor:

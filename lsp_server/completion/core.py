@@ -1,0 +1,249 @@
+"""The completion pipeline as plain Python: context → prompt → engine → post-processing.
+
+No LSP types here: the server's handlers and the ``complete`` CLI both call this core, so what the CLI
+prints is exactly what an editor would get.  ``prepare`` is cheap and runs on the event loop (it reads the
+live document); ``generate`` runs on the model worker and only touches immutable inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from lsp_server.completion import crossfile, fit_check
+from lsp_server.completion.context import CompletionContext, ContextBudget, build_context
+from lsp_server.completion.crossfile import CrossFile, Snippet
+from lsp_server.completion.documents import Document
+from lsp_server.completion.fit_check import NO_CHECK, FitCheck
+from lsp_server.completion.postprocess import finalize, stop_reason
+from lsp_server.completion.prompts import Prompt, build_prompt, render, strip_healed
+from lsp_server.settings import Settings
+from model_backend.engine import Engine
+from model_backend.generation import EngineError, GenerationRequest, GenerationResult
+from model_backend.loading import LoadedModel, LoadSpec, Progress, load
+from model_backend.tokenization import TokenizerError
+
+log = logging.getLogger(__name__)
+
+
+class NotReadyError(Exception):
+    """No model is loaded (still loading, or the load failed: the message says why)."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything the worker needs for one completion, computed on the event loop."""
+
+    uri: str
+    ctx: CompletionContext
+    prompt: Prompt
+    max_new_tokens: int
+    deadline: float
+    context_ms: float
+    prompt_ms: float
+    crossfile_ms: float = 0.0
+    snippets: tuple[Snippet, ...] = ()  # other files' code placed before the local prefix
+    fit: FitCheck = NO_CHECK  # the code around the cursor, to check a suggestion against
+
+
+@dataclass
+class Outcome:
+    """A finished completion: the suggestion (None = nothing to show) and how it was made."""
+
+    text: str | None
+    raw: str
+    result: GenerationResult
+    timings: dict[str, float] = field(default_factory=dict)
+    tried: int = 1  # answers decoded: more than one when the first did not fit (see ``CompletionCore.generate``)
+
+
+class CompletionCore:
+    """Owns the loaded model and its engine; one instance per server."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.loaded: LoadedModel | None = None
+        self.engine: Engine | None = None
+        self.load_error: str | None = None
+        self.last_prompt: dict[str, object] = {}
+        self.recent_stops: deque[tuple[str, str]] = deque(maxlen=16)  # (uri, why decoding ended), by the worker
+        self.crossfile = CrossFile()  # workspace folders, parsed other files, recent edits (event loop only)
+        self.crossfile_style: crossfile.Style = "code"
+
+    # -- model lifetime (worker thread) ----------------------------------------------------------
+    def load(self, progress: Progress | None = None) -> LoadedModel:
+        """Load the configured model and warm the engine up; raises ``ModelLoadError`` with the fix."""
+        s = self.settings
+        self.loaded, self.engine, self.load_error = None, None, None
+        loaded = load(LoadSpec(s.model, s.quantization, s.device, s.dtype, s.threads), progress)
+        engine = Engine(loaded.model, s.context_window, reuse_cache=s.cache_reuse, decode=s.decode,
+                        vocab_limit=loaded.tokenizer.vocab_size)
+        if progress:
+            graphs = engine.static is not None and engine.static.use_graphs
+            progress("warming up (capturing CUDA graphs)" if graphs else "warming up", 90)
+        engine.warm_up(loaded.tokenizer.bos_id)  # a prefill and a decode; on CUDA every decode graph captured
+        self.loaded, self.engine = loaded, engine
+        return loaded
+
+    def apply_settings(self, settings: Settings) -> None:
+        """New settings for the next request (the caller reloads the model when needed)."""
+        self.settings = settings
+        if self.engine is not None:
+            self.engine.reuse_cache = settings.cache_reuse
+
+    # -- per request -----------------------------------------------------------------------------
+    def prepare(self, doc: Document, offset: int, now: float | None = None,
+                open_docs: Iterable[Document] = ()) -> Prepared:
+        """Context and prompt for a completion at ``offset`` (event loop; reads the live documents)."""
+        if self.loaded is None:
+            raise NotReadyError(self.load_error or "the model is still loading")
+        tok = self.loaded.tokenizer
+        s = self.settings
+        t0 = time.perf_counter()
+        snippets, header, header_tokens = self._cross_file(doc, offset, open_docs)
+        t1 = time.perf_counter()
+        budget = ContextBudget(s.prefix_tokens - header_tokens, s.suffix_tokens)
+        ctx = build_context(doc, offset, budget, tok.count)
+        t2 = time.perf_counter()
+        try:
+            prompt = build_prompt(tok, header + ctx.prefix, ctx.suffix, s.fim_mode)
+        except TokenizerError as exc:
+            raise NotReadyError(str(exc)) from exc
+        fit = fit_check.for_cursor(doc, offset) if s.alternatives else NO_CHECK
+        t3 = time.perf_counter()
+        deadline = (now if now is not None else time.monotonic()) + s.time_budget_ms / 1000
+        return Prepared(doc.uri, ctx, prompt, s.max_new_tokens, deadline, (t2 - t1) * 1e3, (t3 - t2) * 1e3,
+                        (t1 - t0) * 1e3, tuple(snippets), fit)
+
+    def _cross_file(self, doc: Document, offset: int, open_docs: Iterable[Document]) -> tuple[list[Snippet], str, int]:
+        """(snippets, header text, its tokens): other files' definitions, or nothing when off or none found.
+
+        Their budget comes out of the prefix budget (at most half of it), so the prompt keeps its size; with
+        nothing found the prompt is exactly the one without cross-file context.
+        """
+        s = self.settings
+        if not s.cross_file_context or self.loaded is None:
+            return [], "", 0
+        count = self.loaded.tokenizer.count
+        budget = min(s.cross_file_tokens, s.prefix_tokens // 2)
+        path = crossfile.uri_to_path(doc.uri)
+        current = crossfile.marker(self.crossfile.display(path, path.name if path else doc.uri))
+        found = self.crossfile.snippets(doc, offset, open_docs)
+        chosen = crossfile.select(found, budget, count, current, self.crossfile_style)
+        header = crossfile.render(chosen, current, self.crossfile_style)
+        return chosen, header, sum(count(line) for line in header.splitlines(keepends=True))
+
+    def generate(self, prep: Prepared, cancel: threading.Event | None = None) -> Outcome:
+        """Run the model and post-process (worker thread).
+
+        When the answer does not fit the code around the cursor (``fit_check``: a syntax error at it once
+        inserted), or a blank line got nothing, the next-best answers are tried: the same prompt (its cache
+        is reused, so only the new answer is decoded) with the answer's first code token excluded, keeping
+        its leading whitespace.  The first that fits is shown; if none does, the first answer is.
+        """
+        if self.loaded is None or self.engine is None:
+            raise NotReadyError(self.load_error or "the model is still loading")
+        tok = self.loaded.tokenizer
+        self.last_prompt = {"mode": prep.prompt.mode, "ids": prep.prompt.ids, "healed": prep.prompt.healed,
+                            "text": render(tok, prep.prompt.ids),
+                            "crossfile": [f"{s.path}:{s.line + 1}" for s in prep.snippets]}
+        first = chosen = self._attempt(prep, [], frozenset(), cancel)
+        tried, decode_ms = 1, first.result.decode_ms
+        if self._wants_another(prep, first):
+            branch = self._branch_point(prep, first.result.ids)
+            excluded = self._choice_at(first.result, branch)
+            while excluded and tried <= self.settings.alternatives and not self._out_of_time(prep, cancel):
+                try:
+                    other = self._attempt(prep, first.result.ids[:branch], frozenset(excluded), cancel)
+                except EngineError:  # e.g. no room left in the context: the first answer stands
+                    break
+                tried += 1
+                decode_ms += other.result.prefill_ms + other.result.decode_ms
+                choice = self._choice_at(other.result, branch)
+                if not choice or choice <= excluded:
+                    break  # nothing left to branch to
+                excluded |= choice
+                if other.text is not None and other.result.stop not in ("time", "cancelled") \
+                        and not prep.fit.breaks(other.text):
+                    chosen = other
+                    break
+        self.recent_stops.append((prep.uri, chosen.result.stop))
+        result = dataclasses.replace(first.result, ids=chosen.result.ids, stop=chosen.result.stop, decode_ms=decode_ms)
+        timings = {
+            "crossfile_ms": prep.crossfile_ms, "context_ms": prep.context_ms, "prompt_ms": prep.prompt_ms,
+            "prefill_ms": result.prefill_ms, "decode_ms": decode_ms, "postprocess_ms": chosen.timings["postprocess_ms"],
+        }
+        return Outcome(chosen.text, chosen.raw, result, timings, tried)
+
+    def _attempt(self, prep: Prepared, forced: list[int], exclude: frozenset[int],
+                 cancel: threading.Event | None) -> Outcome:
+        """One answer: the prompt plus ``forced`` ids, the next token not one of ``exclude``; post-processed."""
+        assert self.loaded is not None and self.engine is not None
+        tok, engine = self.loaded.tokenizer, self.engine
+        req = GenerationRequest(
+            prompt_ids=prep.prompt.ids + forced,
+            max_new_tokens=max(1, prep.max_new_tokens - len(forced)),
+            stop_ids=tok.stop_ids(),
+            constrain=lambda ids: prep.prompt.allowed_ids(tok, forced + ids),
+            should_stop=self._stop_rule(prep, forced),
+            deadline=prep.deadline,
+            cancel=cancel,
+            exclude_first=exclude,
+        )
+        try:
+            result = engine.generate(req)
+        except EngineError:
+            engine.reset()
+            raise
+        if forced:
+            result = dataclasses.replace(result, ids=forced + result.ids)
+        t0 = time.perf_counter()
+        raw = strip_healed(prep.prompt, tok.decode_middle(result.ids))
+        ended = result.stop == "eos"
+        text = finalize(raw, prep.ctx, ended) if raw is not None and result.stop != "cancelled" else None
+        return Outcome(text, raw or "", result, {"postprocess_ms": (time.perf_counter() - t0) * 1e3})
+
+    def _wants_another(self, prep: Prepared, first: Outcome) -> bool:
+        """Whether to look for a better answer: it would break the code there, or a blank line got nothing."""
+        if not self.settings.alternatives or first.result.stop in ("cancelled", "time"):
+            return False
+        if first.text is None:
+            return not prep.ctx.line_prefix.strip() and not prep.ctx.line_suffix.strip()
+        return prep.fit.breaks(first.text)
+
+    def _branch_point(self, prep: Prepared, ids: list[int]) -> int:
+        """Index of the answer's first token with code in it (the leading whitespace, the indentation, is kept)."""
+        assert self.loaded is not None
+        tok = self.loaded.tokenizer
+        for i in range(len(ids)):
+            text = strip_healed(prep.prompt, tok.decode_middle(ids[:i + 1]))
+            if text is None or text.strip():
+                return i
+        return len(ids)
+
+    def _choice_at(self, result: GenerationResult, branch: int) -> set[int]:
+        """What the answer chose at ``branch``: its token there, the stop tokens if it ended there, else nothing."""
+        assert self.loaded is not None
+        if len(result.ids) > branch:
+            return {result.ids[branch]}
+        return set(self.loaded.tokenizer.stop_ids()) if result.stop == "eos" else set()
+
+    @staticmethod
+    def _out_of_time(prep: Prepared, cancel: threading.Event | None) -> bool:
+        return (cancel is not None and cancel.is_set()) or time.monotonic() >= prep.deadline
+
+    def _stop_rule(self, prep: Prepared, forced: list[int]) -> Callable[[list[int]], bool]:
+        """Post-processing's early stop, on the text decoded so far (``forced`` ids first, healed prefix removed)."""
+        assert self.loaded is not None
+        tok = self.loaded.tokenizer
+
+        def should_stop(ids: list[int]) -> bool:
+            text = strip_healed(prep.prompt, tok.decode_middle(forced + ids))
+            return text is not None and stop_reason(text, prep.ctx)
+
+        return should_stop

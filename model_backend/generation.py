@@ -1,0 +1,59 @@
+"""What a backend is asked and what it answers: one greedy completion, engine-neutral.
+
+Why a module of its own: the completion pipeline talks to every backend (the in-process engine, llama.cpp's
+server, OpenAI-compatible servers) through these few types, and none of them needs torch to be imported.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+StopReason = Literal["eos", "rule", "max_tokens", "time", "cancelled", "context"]
+
+
+class EngineError(Exception):
+    """The request cannot run on this model (too long, unsupported architecture)."""
+
+
+@dataclass
+class GenerationRequest:
+    """One greedy completion: the prompt and everything that may end it early."""
+
+    prompt_ids: list[int]
+    max_new_tokens: int
+    stop_ids: set[int]
+    constrain: Callable[[list[int]], list[int] | None] | None = None  # ids allowed next, given ids so far (healing)
+    should_stop: Callable[[list[int]], bool] | None = None  # post-processing rules, on the ids so far
+    deadline: float | None = None  # time.monotonic() after which decoding stops
+    cancel: threading.Event | None = None
+    on_token: Callable[[list[int]], None] | None = None  # called with the ids so far after each token (streaming)
+    exclude_first: frozenset[int] = frozenset()  # never the first token: asking for an alternative answer
+
+
+@dataclass
+class GenerationResult:
+    """Generated ids (stop token excluded) and what the cache saved."""
+
+    ids: list[int]
+    stop: StopReason
+    prompt_tokens: int
+    reused_tokens: int
+    prefilled_tokens: int
+    prefill_ms: float
+    decode_ms: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """Runs one ``GenerationRequest`` at a time (the model worker calls it; it is never called concurrently)."""
+
+    def generate(self, req: GenerationRequest) -> GenerationResult:
+        """Decode greedily from ``req.prompt_ids`` until one of its stop conditions; raise ``EngineError``."""
+        ...
+
+    def reset(self) -> None:
+        """Forget any cached prompt state (after an error mid-request)."""
+        ...
