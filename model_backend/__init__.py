@@ -1,1 +1,2 @@
-"""Model side of codellama-lsp: loading, tokenisation, the generation engine and the embedded model."""
+"""Backends that run the model: the engine-neutral request (``generation``), the local model (``llama``) and
+decode loop (``engine``, ``static_decode``), loading and tokenisation, and the embedded model."""
