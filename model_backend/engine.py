@@ -65,27 +65,33 @@ class Engine:
         logits = self.forward(prompt[reused:], reused)
         self.cached_ids = list(prompt)
         t1 = time.perf_counter()
-        ids, stop = self._decode(req, logits)
+        ids, stop, logprobs = self._decode(req, logits)
         t2 = time.perf_counter()
         return GenerationResult(
             ids=ids, stop=stop, prompt_tokens=len(prompt), reused_tokens=reused,
             prefilled_tokens=len(prompt) - reused, prefill_ms=(t1 - t0) * 1e3, decode_ms=(t2 - t1) * 1e3,
+            token_logprobs=logprobs,
         )
 
-    def _decode(self, req: GenerationRequest, logits: torch.Tensor) -> tuple[list[int], StopReason]:
-        """Pick tokens greedily; feed each back (cache grows by one per step) until something stops it."""
+    def _decode(self, req: GenerationRequest, logits: torch.Tensor) -> tuple[list[int], StopReason, list[float]]:
+        """Pick tokens greedily; feed each back (cache grows by one per step) until something stops it.
+
+        Also returns each picked token's log-probability (ranks alternative answers; one reduction per token).
+        """
         out: list[int] = []
+        logprobs: list[float] = []
         while True:
             allowed = req.constrain(out) if req.constrain is not None else None
             token = self._pick(logits, allowed, req.exclude_first if not out else frozenset())
             if token in req.stop_ids:
-                return out, "eos"
+                return out, "eos", logprobs
             out.append(token)
+            logprobs.append(self._logprob(logits, token))
             if req.on_token is not None:
                 req.on_token(out)
             reason = self._stop_after(req, out)
             if reason is not None:
-                return out, reason
+                return out, reason, logprobs
             logits = self.forward([token], len(self.cached_ids))
             self.cached_ids.append(token)
 
@@ -114,6 +120,11 @@ class Engine:
             index = torch.tensor(allowed, dtype=torch.long, device=logits.device)
             return int(index[int(torch.argmax(logits[index]))])
         return int(torch.argmax(logits if self.vocab_limit is None else logits[:self.vocab_limit]))
+
+    def _logprob(self, logits: torch.Tensor, token: int) -> float:
+        """log softmax(logits)[token] over the ids the tokenizer has: the model's own probability of the pick."""
+        row = (logits if self.vocab_limit is None else logits[:self.vocab_limit]).float()
+        return float(row[token] - torch.logsumexp(row, dim=0))
 
     def reset(self) -> None:
         """Forget the cache (e.g. after an error mid-forward)."""

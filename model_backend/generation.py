@@ -45,6 +45,14 @@ class GenerationResult:
     prefill_ms: float
     decode_ms: float
     timings: dict[str, float] = field(default_factory=dict)
+    # log-probability of each id in ``ids`` under the model (its full distribution, before healing constraints
+    # or exclusions): ranks alternative answers.  Empty when a backend does not report them.
+    token_logprobs: list[float] = field(default_factory=list)
+
+    @property
+    def logprob(self) -> float:
+        """The answer's log-probability under the model: the sum over its tokens (0.0 when not reported)."""
+        return sum(self.token_logprobs)
 
 
 class Backend(Protocol):

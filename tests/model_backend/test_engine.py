@@ -155,3 +155,20 @@ def test_excluded_first_tokens_give_the_next_best_answer(model: LlamaForCausalLM
     third = greedy(engine, prompt, exclude_first=frozenset({first[0], second[0]}))
     assert third[0] == ranked[2]
     assert greedy(engine, prompt) == first  # nothing left over for the next request
+
+
+def test_log_probabilities_are_the_models_own(model: LlamaForCausalLM) -> None:
+    """Each chosen token's log-probability is the one Hugging Face's model gives it (ranks alternatives); an
+    alternative's first token, being second best, is less likely than the greedy one."""
+    torch.manual_seed(4)
+    prompt = torch.randint(3, 300, (30,)).tolist()
+    engine = Engine(model, 1024)
+    result = engine.generate(GenerationRequest(prompt_ids=prompt, max_new_tokens=6, stop_ids=set()))
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt + result.ids])).logits[0]
+    expected = [float(torch.log_softmax(logits[len(prompt) - 1 + i], dim=-1)[t]) for i, t in enumerate(result.ids)]
+    assert result.token_logprobs == pytest.approx(expected, abs=1e-4)
+    assert result.logprob == pytest.approx(sum(expected), abs=1e-3) and result.logprob < 0
+    other = engine.generate(GenerationRequest(prompt_ids=prompt, max_new_tokens=6, stop_ids=set(),
+                                              exclude_first=frozenset({result.ids[0]})))
+    assert other.token_logprobs[0] < result.token_logprobs[0]
