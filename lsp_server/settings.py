@@ -1,8 +1,12 @@
+# How to add a setting: add a field to `Settings` below with `setting(default, About(...))` (its description, its
+# choices or bounds, whether a change reloads the model), then run `python scripts/gen_settings.py`, which writes
+# it into the VS Code package.json and serverKeys.ts, the Neovim help and the README (a test checks they agree).
 """User settings: one dataclass with documented defaults, validated at the protocol edge.
 
 Settings arrive as ``initializationOptions`` and ``workspace/didChangeConfiguration`` in camelCase (VS Code
 style, optionally nested under ``"codellama"``); snake_case is accepted too.  A bad value never stops the
-server: it is reported (one message per problem) and the default is kept.
+server: it is reported (one message per problem) and the default is kept.  Each field's metadata holds what a
+user is told about it, so the editors' settings and the README are generated from here and cannot drift.
 """
 
 from __future__ import annotations
@@ -10,61 +14,117 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "quantization": ("none", "nf4"),
-    "device": ("auto", "cpu", "cuda"),
-    "dtype": ("auto", "float32", "bfloat16", "float16"),
-    "fim_mode": ("auto", "psm", "spm"),
-    "decode": ("auto", "eager", "static"),
-}
-RANGES: dict[str, tuple[int, int]] = {
-    "prefix_tokens": (16, 16000),
-    "suffix_tokens": (0, 8000),
-    "max_new_tokens": (1, 1024),
-    "time_budget_ms": (10, 120_000),
-    "context_window": (256, 131072),
-    "threads": (0, 256),
-    "cross_file_tokens": (0, 8000),
-    "instruct_tokens": (256, 100_000),
-    "instruct_max_new_tokens": (1, 4096),
-    "alternatives": (0, 8),
-}
-# Changing one of these means loading the model again; the rest apply to the next request.
-RELOAD_KEYS = frozenset({"model", "quantization", "device", "dtype", "context_window", "threads", "decode"})
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class About:
+    """What a user is told about one setting, and what it accepts."""
+
+    doc: str  # markdown, one or two sentences; "Changing it reloads the model." is added where it does
+    choices: tuple[str, ...] = ()  # the only accepted strings
+    choice_docs: tuple[str, ...] = ()  # one line per choice, for VS Code's drop-down (optional)
+    bounds: tuple[int, int] | None = None  # accepted whole numbers, inclusive
+    reload: bool = False  # a change loads the model again; other changes apply to the next request
+    null: str = ""  # for a text setting that may be null: what null means ("for the embedded model")
+    client: bool = False  # VS Code acts on it itself: its package.json entry is the extension's, not generated
+    editor: bool = True  # offered in VS Code's settings (False: a knob for measurements, documented only)
+    scope: str = ""  # VS Code setting scope, where not the default ("machine-overridable" for paths)
+
+
+def setting(default: T, about: About) -> T:
+    """A dataclass field carrying its ``About`` (read back with ``about``)."""
+    return field(default=default, metadata={"about": about})
+
+
+_PATH_ERROR = "must be a folder path or a locally cached model id (or null {})"
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything a user can configure.  See README "Settings" for the user-facing table."""
+    """Everything a user can configure (the README's settings table is generated from this)."""
 
-    model: str | None = None  # folder or locally cached hub id; None = the embedded model
-    quantization: str = "none"  # "nf4": 4-bit weights through bitsandbytes (CUDA only)
-    device: str = "auto"  # auto = cuda when available, else cpu
-    dtype: str = "auto"  # auto = bfloat16 on cuda; on cpu the checkpoint's float16 if stored so, else float32
-    fim_mode: str = "auto"  # auto = SPM with token healing (cache-friendly), PSM where healing cannot apply
-    prefix_tokens: int = 1500
-    suffix_tokens: int = 500
+    model: str | None = setting(None, About(
+        "Code Llama checkpoint folder, or a Hugging Face id already in the local cache (never downloaded). "
+        "Empty or `null`: the small embedded model.",
+        reload=True, null="for the embedded model", scope="machine-overridable"))
+    quantization: str = setting("none", About(
+        "Weight quantization.", choices=("none", "nf4"), choice_docs=(
+            "Weights as stored (or as `dtype` says).",
+            "4-bit NF4 weights through bitsandbytes, bf16 compute (CUDA only; `pip install bitsandbytes`)."),
+        reload=True))
+    device: str = setting("auto", About(
+        "Where the model runs: `auto` = CUDA if present.", choices=("auto", "cpu", "cuda"), reload=True))
+    dtype: str = setting("auto", About(
+        "Compute dtype: `auto` = bf16 on CUDA; on CPU the checkpoint's own dtype (fp16 weights are kept in fp16, "
+        "activations in fp32).", choices=("auto", "float32", "bfloat16", "float16"), reload=True))
+    fim_mode: str = setting("auto", About(
+        "Fill-in-the-middle prompt format.", choices=("auto", "psm", "spm"), choice_docs=(
+            "SPM with token healing (cache-friendly), PSM where healing cannot apply.",
+            "Prefix-suffix-middle.",
+            "Suffix-prefix-middle.")))
+    prefix_tokens: int = setting(1500, About("Token budget for the text before the cursor.", bounds=(16, 16000)))
+    suffix_tokens: int = setting(500, About("Token budget for the text after the cursor.", bounds=(0, 8000)))
     # Other files' definitions before the prefix (crossfile.py).  Off: with the embedded model it did not help
     # (benchmarks/results/crossfile_cpu.json); it is meant for models that can use it (7B and up).
-    cross_file_context: bool = False
-    cross_file_tokens: int = 512  # their budget, taken out of prefix_tokens (at most half of it)
-    max_new_tokens: int = 64
-    time_budget_ms: int = 2000  # decoding stops after this long and shows what it has
-    # When the answer does not fit the code around the cursor (a syntax error there once inserted), or a blank
-    # line got nothing: how many next-best answers to try (fit_check.py).  0 = show the first answer as is.
-    alternatives: int = 3
-    context_window: int = 4096  # KV-cache length in tokens (prompt + suggestion)
-    cache_reuse: bool = True  # reuse the KV cache across requests (off only for benchmarks)
-    threads: int = 0  # CPU threads for torch; 0 = torch's default
-    decode: str = "auto"  # decode step: static = fixed shapes, CUDA graphs on CUDA; auto = static on CUDA only
-    enabled: bool = True
+    cross_file_context: bool = setting(False, About(
+        "Show the model the definitions (signatures, docstrings, class outlines, constants) that the code near the "
+        "cursor imports from other workspace files and open documents (Python), plus the lines around recent "
+        "edits in other open documents. Meant for Code Llama 7B/13B; it did not help the embedded model."))
+    cross_file_tokens: int = setting(512, About(
+        "Token budget for cross-file context, taken out of `prefixTokens` (at most half of it).", bounds=(0, 8000)))
+    max_new_tokens: int = setting(64, About("Longest suggestion, in tokens.", bounds=(1, 1024)))
+    time_budget_ms: int = setting(2000, About(
+        "Decoding stops this many milliseconds after the request and shows what it has.", bounds=(10, 120_000)))
+    # fit_check.py decides what "does not fit" means.
+    alternatives: int = setting(3, About(
+        "When a suggestion would put a syntax error at the cursor or on the next code line, or a blank line got "
+        "none: how many next-best answers to try, within `timeBudgetMs`. `0` shows the first answer as it is.",
+        bounds=(0, 8)))
+    context_window: int = setting(4096, About(
+        "KV-cache length in tokens (prompt + suggestion).", bounds=(256, 131072), reload=True))
+    cache_reuse: bool = setting(True, About(
+        "Reuse the KV cache from request to request. Turn it off only to measure.", editor=False))
+    threads: int = setting(0, About(
+        "CPU threads for PyTorch (`0` = PyTorch's default).", bounds=(0, 256), reload=True))
+    decode: str = setting("auto", About(
+        "Decode step.", choices=("auto", "eager", "static"), choice_docs=(
+            "Static on CUDA, eager on CPU.",
+            "One step at a time, shapes as they come.",
+            "Fixed shapes; on CUDA replayed from CUDA graphs captured while loading."),
+        reload=True))
+    enabled: bool = setting(True, About("Answer completion requests at all.", client=True))
     # Code actions (explain / refactor / docstring) with Code Llama - Instruct (assistant.py, instruct.py).
-    instruct_model: str | None = None  # None = the completion model; else loaded on the first action and kept
-    instruct_tokens: int = 3000  # prompt budget: a longer selection is cut, and the answer says so
-    instruct_max_new_tokens: int = 512  # longest answer in tokens
+    instruct_model: str | None = setting(None, About(
+        "Model for the code actions (Explain, Refactor, Add docstring), for example a Code Llama 7B - Instruct "
+        "folder. Empty or `null`: the completion model. Loaded on the first action and kept.",
+        null="to use the completion model"))
+    instruct_tokens: int = setting(3000, About(
+        "Prompt budget of a code action, in tokens. A longer selection is cut, and the answer says so.",
+        bounds=(256, 100_000)))
+    instruct_max_new_tokens: int = setting(512, About(
+        "Longest code-action answer, in tokens.", bounds=(1, 4096)))
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # unknown keys, kept for logs
+
+
+def about(name: str) -> About | None:
+    """The ``About`` of a setting (snake_case name), or None for a field that is not one (``extra``)."""
+    found = Settings.__dataclass_fields__.get(name)
+    value = found.metadata.get("about") if found is not None else None
+    return value if isinstance(value, About) else None
+
+
+def setting_names() -> list[str]:
+    """Every setting's snake_case name, in the dataclass's order."""
+    return [f.name for f in dataclasses.fields(Settings) if about(f.name) is not None]
+
+
+def camel(name: str) -> str:
+    """The name a client uses: ``max_new_tokens`` -> ``maxNewTokens``."""
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 def _snake(name: str) -> str:
@@ -79,40 +139,38 @@ def _unwrap(raw: Any) -> dict[str, Any]:
     return inner if isinstance(inner, dict) else raw
 
 
-def _check(name: str, value: Any, default: Any) -> str | None:
-    """Why ``value`` is not acceptable for ``name``, or None."""
-    if name in CHOICES:
-        if value not in CHOICES[name]:
-            return f"must be one of {', '.join(CHOICES[name])}"
+def _check(info: About, value: Any, default: Any) -> str | None:
+    """Why ``value`` is not acceptable for the setting described by ``info``, or None."""
+    if info.choices:
+        if value not in info.choices:
+            return f"must be one of {', '.join(info.choices)}"
     elif isinstance(default, bool):
         if not isinstance(value, bool):
             return "must be true or false"
-    elif name in RANGES:
-        lo, hi = RANGES[name]
+    elif info.bounds is not None:
+        lo, hi = info.bounds
         if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
             return f"must be a whole number from {lo} to {hi}"
-    elif name == "model" and value is not None and (not isinstance(value, str) or not value.strip()):
-        return "must be a folder path or a locally cached model id (or null for the embedded model)"
-    elif name == "instruct_model" and value is not None and (not isinstance(value, str) or not value.strip()):
-        return "must be a folder path or a locally cached model id (or null to use the completion model)"
+    elif info.null and value is not None and (not isinstance(value, str) or not value.strip()):
+        return _PATH_ERROR.format(info.null)
     return None
 
 
 def parse_settings(raw: Any, base: Settings | None = None) -> tuple[Settings, list[str]]:
     """Merge ``raw`` over ``base``; returns the settings and one message per rejected value."""
     base = base or Settings()
-    known = {f.name: f for f in dataclasses.fields(Settings) if f.name != "extra"}
     changes: dict[str, Any] = {}
     problems: list[str] = []
     extra: dict[str, Any] = {}
     for key, value in _unwrap(raw).items():
         name = _snake(key)
-        if name not in known:
+        info = about(name)
+        if info is None:
             extra[key] = value
             continue
-        if name in ("model", "instruct_model") and value == "":
+        if info.null and value == "":
             value = None
-        why = _check(name, value, getattr(base, name))
+        why = _check(info, value, getattr(base, name))
         if why is None:
             changes[name] = value
         else:
@@ -122,4 +180,4 @@ def parse_settings(raw: Any, base: Settings | None = None) -> tuple[Settings, li
 
 def needs_reload(old: Settings, new: Settings) -> bool:
     """Whether moving from ``old`` to ``new`` requires loading the model again."""
-    return any(getattr(old, k) != getattr(new, k) for k in RELOAD_KEYS)
+    return any(getattr(old, k) != getattr(new, k) for k in setting_names() if (info := about(k)) and info.reload)

@@ -3,15 +3,9 @@
  * which go to the server unchanged as its `initializationOptions` and `workspace/didChangeConfiguration`.
  */
 import * as vscode from 'vscode';
+import { NULLABLE_KEYS, SERVER_KEYS } from './serverKeys';
 
 export const SECTION = 'codellama';
-
-/** Settings the server reads, under the same camelCase names as in its README. */
-const SERVER_KEYS = [
-    'model', 'quantization', 'device', 'dtype', 'fimMode', 'maxNewTokens', 'timeBudgetMs', 'prefixTokens',
-    'suffixTokens', 'crossFileContext', 'crossFileTokens', 'contextWindow', 'threads', 'instructModel',
-    'instructTokens', 'instructMaxNewTokens', 'alternatives',
-] as const;
 
 /** Settings the client acts on: which interpreter to start, and whether to ask for a suggestion at all. */
 export interface ClientSettings {
@@ -42,8 +36,9 @@ export function serverSettings(): Record<string, unknown> {
     for (const key of SERVER_KEYS) {
         settings[key] = config.get(key);
     }
-    settings.model = settings.model || null; // "" means the embedded model
-    settings.instructModel = settings.instructModel || null; // "" means the completion model
+    for (const key of NULLABLE_KEYS) {
+        settings[key] = settings[key] || null; // "" means the default model (null on the server)
+    }
     settings.enabled = config.get<boolean>('enabled', true);
     return settings;
 }

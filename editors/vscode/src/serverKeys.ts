@@ -1,0 +1,12 @@
+// Generated from lsp_server/settings.py by scripts/gen_settings.py: do not edit, run that script.
+/** Settings the server reads, sent under the same camelCase names as in its README. */
+export const SERVER_KEYS = [
+    'model', 'quantization', 'device', 'dtype', 'fimMode', 'prefixTokens', 'suffixTokens', 'crossFileContext',
+    'crossFileTokens', 'maxNewTokens', 'timeBudgetMs', 'alternatives', 'contextWindow', 'threads', 'decode',
+    'instructModel', 'instructTokens', 'instructMaxNewTokens',
+] as const;
+
+/** Text settings whose empty value ("") is sent as null. */
+export const NULLABLE_KEYS = [
+    'model', 'instructModel',
+] as const;
