@@ -32,6 +32,8 @@ class About:
     client: bool = False  # VS Code acts on it itself: its package.json entry is the extension's, not generated
     editor: bool = True  # offered in VS Code's settings (False: a knob for measurements, documented only)
     scope: str = ""  # VS Code setting scope, where not the default ("machine-overridable" for paths)
+    pattern: str = ""  # a text value must match this regular expression (whole value)
+    accepts: str = ""  # what a text setting accepts, in words (default: a path or model id)
 
 
 def setting(default: T, about: About) -> T:
@@ -106,6 +108,33 @@ class Settings:
         bounds=(256, 100_000)))
     instruct_max_new_tokens: int = setting(512, About(
         "Longest code-action answer, in tokens.", bounds=(1, 4096)))
+    # Remote engines (model_backend/remote): prompts, post-processing and stats stay here; generation runs there.
+    backend: str = setting("local", About(
+        "Where suggestions are generated. The prompts are built here either way.", choices=("local", "llama.cpp",
+                                                                                              "openai"),
+        choice_docs=("This server's own engine, in process.",
+                     "A llama.cpp `llama-server` at `endpoint` (its `/completion`, prompt cache reused).",
+                     "An OpenAI-compatible `/v1/completions` at `endpoint` (vLLM, llama-server)."),
+        reload=True))
+    endpoint: str | None = setting(None, About(
+        "Base URL of the remote engine, e.g. `http://127.0.0.1:8080` (`backend` llama.cpp or openai).",
+        reload=True, null="for none", pattern=r"https?://[^\s/?#]+(/\S*)?", accepts="http:// or https:// URL",
+        scope="machine-overridable"))
+    api_key_env: str | None = setting(None, About(
+        "Name of the environment variable that holds the remote engine's API key (sent as a Bearer token). "
+        "The key itself never goes into settings, logs or stats.",
+        reload=True, null="for no key", pattern=r"[A-Za-z_][A-Za-z0-9_]*", accepts="environment variable name"))
+    request_timeout_ms: int = setting(10_000, About(
+        "A remote engine silent this long counts as down: completions are empty meanwhile and retried with backoff.",
+        bounds=(100, 600_000), reload=True))
+    tokenizer: str | None = setting(None, About(
+        "With a remote backend: the folder (or cached hub id) whose `tokenizer.model` builds the prompts; it must "
+        "be the served model's. Empty or `null`: `model`'s.", reload=True, null="to use `model`",
+        scope="machine-overridable"))
+    instruct_endpoint: str | None = setting(None, About(
+        "With a remote backend: the engine for the code actions (same kind), e.g. one serving Code Llama - "
+        "Instruct. Empty or `null`: `endpoint`.", null="to use `endpoint`", pattern=r"https?://[^\s/?#]+(/\S*)?",
+        accepts="http:// or https:// URL", scope="machine-overridable"))
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # unknown keys, kept for logs
 
 
@@ -151,6 +180,9 @@ def _check(info: About, value: Any, default: Any) -> str | None:
         lo, hi = info.bounds
         if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
             return f"must be a whole number from {lo} to {hi}"
+    elif info.pattern and value is not None:
+        if not isinstance(value, str) or not re.fullmatch(info.pattern, value):
+            return f"must be an {info.accepts}" + (f" (or null {info.null})" if info.null else "")
     elif info.null and value is not None and (not isinstance(value, str) or not value.strip()):
         return _PATH_ERROR.format(info.null)
     return None
@@ -174,7 +206,8 @@ def parse_settings(raw: Any, base: Settings | None = None) -> tuple[Settings, li
         if why is None:
             changes[name] = value
         else:
-            problems.append(f"setting {key!r} = {value!r} ignored: {why} (keeping {getattr(base, name)!r})")
+            shown = "(a value not shown: it may be the key itself)" if name == "api_key_env" else repr(value)
+            problems.append(f"setting {key!r} = {shown} ignored: {why} (keeping {getattr(base, name)!r})")
     return dataclasses.replace(base, extra=extra, **changes), problems
 
 

@@ -31,6 +31,9 @@ class GenerationRequest:
     cancel: threading.Event | None = None
     on_token: Callable[[list[int]], None] | None = None  # called with the ids so far after each token (streaming)
     exclude_first: frozenset[int] = frozenset()  # never the first token: asking for an alternative answer
+    # The text the answer must start with (token healing), for engines that constrain by grammar or regex (remote
+    # backends) rather than through ``constrain``; the local engine uses ``constrain`` and ignores this.
+    text_prefix: str = ""
 
 
 @dataclass

@@ -143,6 +143,8 @@ def _values(info: About, default: Any, literal: Callable[[Any], str], null: str)
         return f"`{literal(True)}`, `{literal(False)}`"
     if info.bounds is not None:
         return f"{info.bounds[0]} to {info.bounds[1]}"
+    if info.accepts:
+        return info.accepts + (f", or `{null}`" if info.null else "")
     if info.null:
         return f"path or model id, or `{null}`"
     return "text"

@@ -3,10 +3,11 @@
 export const SERVER_KEYS = [
     'model', 'quantization', 'device', 'dtype', 'fimMode', 'prefixTokens', 'suffixTokens', 'crossFileContext',
     'crossFileTokens', 'maxNewTokens', 'timeBudgetMs', 'alternatives', 'contextWindow', 'threads', 'decode',
-    'instructModel', 'instructTokens', 'instructMaxNewTokens',
+    'instructModel', 'instructTokens', 'instructMaxNewTokens', 'backend', 'endpoint', 'apiKeyEnv',
+    'requestTimeoutMs', 'tokenizer', 'instructEndpoint',
 ] as const;
 
 /** Text settings whose empty value ("") is sent as null. */
 export const NULLABLE_KEYS = [
-    'model', 'instructModel',
+    'model', 'instructModel', 'endpoint', 'apiKeyEnv', 'tokenizer', 'instructEndpoint',
 ] as const;

@@ -1,0 +1,108 @@
+"""llama.cpp's ``llama-server`` as the engine: our prompt ids to ``/completion``, streamed, its cache reused.
+
+Why ``/completion`` with token ids and never ``/infill``: ``/infill`` lays the prompt out itself (PSM-like, the
+cursor's line mid-prompt), which re-evaluates hundreds of tokens per keystroke; our SPM ids keep everything
+before the cursor stable, so with ``cache_prompt`` the engine computes only the new tokens (its own figures,
+``timings.prompt_n`` / ``cache_n``, come back per request and go into ``codellama/stats``).
+
+Slot choice: ``id_slot: -1`` (the default) lets llama-server route each request to the slot whose cached prompt is
+most similar, which keeps one editor's document on one slot without any coordination between editors' servers
+(benchmarks/many_editors.py measures it against fixed slots).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from model_backend.generation import GenerationRequest, StopReason
+from model_backend.remote.base import RemoteBackend, Streamed, gbnf_prefix_grammar, timings_of
+from model_backend.remote.http import Connection, Interrupted, RemoteError
+from model_backend.tokenization import CodeLlamaTokenizer, FimIds
+
+PROBE = "def f(x):\n\tif x:  # naïve ☺\n        return [1, 23, 456]\n"
+FINAL_FIELDS = ["content", "tokens", "stop", "stop_type", "timings", "tokens_cached", "id_slot"]
+
+
+class LlamaCppBackend(RemoteBackend):
+    """``Backend`` over llama-server's native API."""
+
+    kind = "llama.cpp"
+
+    def __init__(self, conn: Connection, tok: CodeLlamaTokenizer, tokenizer_name: str, slot: int = -1) -> None:
+        super().__init__(conn, tok)
+        self.tokenizer_name = tokenizer_name
+        self.slot = slot  # -1: the engine's similarity routing; >= 0: always this slot
+
+    def _check(self) -> None:
+        fim = self.tok.require_fim()
+        props = self.conn.get_json("/props")
+        self.engine_model = str(props.get("model_alias") or props.get("model_path") or "the engine's model")
+        settings = props.get("default_generation_settings") or {}
+        self.max_context = int(settings.get("n_ctx") or 0)
+        ours = self.tok.encode(PROBE)
+        theirs = self.conn.post_json("/tokenize", {"content": PROBE}).get("tokens")
+        pieces = "".join(self.tok.sp.id_to_piece(i) for i in (fim.prefix, fim.suffix, fim.middle, fim.eot))
+        special = self.conn.post_json("/tokenize", {"content": pieces, "parse_special": True}).get("tokens")
+        wanted = [fim.prefix, fim.suffix, fim.middle, fim.eot]
+        if special != wanted:
+            raise RemoteError(self._mismatch(fim, special, "its infilling tokens (▁<PRE> ▁<SUF> ▁<MID> ▁<EOT>) are "
+                                             f"{special} where this tokenizer has {wanted}"), transient=False)
+        if theirs != ours:
+            raise RemoteError(self._mismatch(fim, theirs, "a probe string tokenizes differently"), transient=False)
+
+    def _mismatch(self, fim: FimIds, got: Any, what: str) -> str:
+        return (f"the engine's model ({self.engine_model}) does not share the vocabulary of this server's tokenizer "
+                f"({self.tokenizer_name}): {what}. Serve a Code Llama 7B/13B GGUF converted from the same checkpoint "
+                "(scripts/convert_gguf.py sets its infilling ids), or set `tokenizer` to that checkpoint's folder")
+
+    def _request(self, prompt: list[int], req: GenerationRequest, max_new: int, heal: str,
+                 banned: frozenset[int], forced: list[int]) -> Streamed:
+        body: dict[str, Any] = {
+            "prompt": prompt, "n_predict": max(1, max_new), "temperature": 0, "top_k": 1, "cache_prompt": True,
+            "stream": True, "return_tokens": True, "timings_per_token": True, "id_slot": self.slot,
+            "response_fields": FINAL_FIELDS,
+        }
+        remaining = self._remaining_ms(req)
+        if remaining is not None:
+            body["t_max_predict_ms"] = remaining
+        if banned:
+            body["logit_bias"] = [[i, False] for i in sorted(banned)]
+        if heal:
+            body["grammar"] = gbnf_prefix_grammar(heal)
+        got = Streamed()
+        out: list[int] = []
+        with self.conn.stream("/completion", body) as events:
+            for event in events:
+                if got.prompt_n is None:
+                    got.prompt_n, got.cached_n, got.prompt_ms = timings_of(event)
+                for token in event.get("tokens") or []:
+                    if token in req.stop_ids:
+                        got.ids, got.stop = out, "eos"
+                        return got
+                    out.append(int(token))
+                    if req.on_token is not None:
+                        req.on_token(forced + out)
+                    if banned:  # the first token of an alternative: the caller goes on without the ban
+                        got.ids = out
+                        return got
+                    reason = self._stop_after(req, forced + out)
+                    if reason is not None:
+                        got.ids, got.stop = out, reason  # leaving the block closes the stream: the slot stops
+                        return got
+                if event.get("stop") is True:
+                    got.ids, got.stop = out, self._final_stop(req, event)
+                    return got
+        raise Interrupted(f"the engine at {self.conn.endpoint} ended the stream mid-answer (engine stopped or "
+                          "restarted?)")
+
+    @staticmethod
+    def _final_stop(req: GenerationRequest, event: dict[str, Any]) -> StopReason:
+        kind = event.get("stop_type")
+        if kind == "eos":
+            return "eos"
+        if kind == "word":
+            return "rule"
+        if req.deadline is not None and time.monotonic() >= req.deadline:
+            return "time"
+        return "max_tokens"
