@@ -6,7 +6,7 @@ differs on runs of leading whitespace (indentation!) and turns the literal text 
 file into the control token.  sentencepiece gives the reference's ids and never emits a control piece
 for user text.
 
-The three operations the infilling format needs (see ``shared/docs/CODELLAMA.md``):
+The three operations the infilling format needs (see ``docs/prompt-format.md``):
 
 * ``encode(s)``: sentencepiece with its implicit leading space (the prefix in PSM and SPM);
 * ``encode_nospace(s)``: a sentinel character is encoded in front of ``s`` and its tokens dropped, so

@@ -1,7 +1,7 @@
 """Build the embedded model's training corpus from permissively licensed Python code on this machine.
 
 Why this shape: the embedded model is tiny and its quality is bound by how many tokens of real Python it
-sees (``shared/docs/MEASURED.md``); the only code we may train on without asking anyone is code whose
+sees; the only code we may train on without asking anyone is code whose
 licence lets us ship a derived model, so every source passes an explicit allow-list and the builder writes
 down what it took (``CORPUS.md``).  Evaluation data (HumanEval, MBPP) must never leak in: any source path
 under ``shared/data`` or named like those sets makes the builder *raise*, not skip.

@@ -4,7 +4,7 @@ Run: ``python -m model_backend.embedded.train --minutes 10 --device cpu --out mo
 
 Data (``corpus.py`` builds it): documents are held out by a hash of their path (``--val-pct``), cut into
 windows of at most ``--window-chars`` characters at line boundaries (by default sized so a sample fits one
-sequence), and every window becomes one sample with Code Llama's objective (``shared/docs/CODELLAMA.md``):
+sequence), and every window becomes one sample with Code Llama's objective (``docs/prompt-format.md``):
 
 * with probability ``1 - --fim-rate`` (10%) a plain sample ``[BOS] + enc(doc) + [EOS]``;
 * otherwise the window is split into prefix / middle / suffix and encoded, half the time each, as
