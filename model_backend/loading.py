@@ -102,7 +102,7 @@ def pick_dtype(dtype: str, device: torch.device, stored: str | None = None) -> t
     """``auto``: bf16 on CUDA; on CPU the checkpoint's float16 if it is stored so, else float32.
 
     Why float16 on CPU: decoding one token is memory-bound there and the engine keeps activations in
-    float32, so half-size weights cut the per-token time (measured: README, "Benchmarks").  bfloat16 is
+    float32, so half-size weights cut the per-token time (measured: benchmarks/README.md, typing replay).  bfloat16 is
     not chosen automatically: this CPU's bf16 matmuls were slower than float32 ones.
     """
     if dtype == "auto":
