@@ -49,9 +49,17 @@ def serve_main(argv: list[str]) -> None:
         host, _, port = args.tcp.rpartition(":")
         if not host or not port.isdigit():
             parser.error("--tcp expects HOST:PORT, e.g. 127.0.0.1:2087")
-        SERVER.start_tcp(host, int(port))
-    else:
-        SERVER.start_io()
+        _leave(SERVER.serve_tcp(host, int(port)))
+    _leave(SERVER.serve_stdio())  # 0 after shutdown then exit, 1 for exit (or end of input) without shutdown
+
+
+def _leave(code: int) -> None:
+    """Exit now with ``code``: a model load or decode still running on the worker thread must not keep the
+    process alive after ``exit`` (the interpreter would join it first)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def complete_main(argv: list[str]) -> int:

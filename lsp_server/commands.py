@@ -16,6 +16,7 @@ and its result reported), and its rules are easiest to check in one place:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import uuid
@@ -23,7 +24,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types as lsp
-from pygls.exceptions import JsonRpcInvalidParams
 
 from lsp_server.actions import instruct, offers
 from lsp_server.actions.assistant import Answer, Job
@@ -84,10 +84,7 @@ class ActionProgress:
 
 async def execute(ls: CodeLlamaServer, command: str, args: Sequence[Any]) -> dict[str, Any]:
     """Run one code-action command; bad arguments raise InvalidParams, everything else is an answer."""
-    try:
-        doc, span, instruction = offers.parse_args(command, args, ls.documents)
-    except offers.ArgsError as exc:
-        raise JsonRpcInvalidParams(str(exc)) from exc
+    doc, span, instruction = offers.parse_args(command, args, ls.documents)  # ArgsError: -32602 to the client
     where = offers.target(doc, span, instruction)
     what = ""
     if where is not None and command == DOCSTRING:
@@ -221,8 +218,23 @@ async def _apply(ls: CodeLlamaServer, command: str, where: Target, version: int,
         response = await ls.workspace_apply_edit_async(params)
     except Exception as exc:
         return result(False, f"The editor did not apply the edit: {exc}")
-    if not response.applied:
-        reason = response.failure_reason or "no reason given"
-        return result(False, f"The editor did not apply the edit: {reason}")
+    refused = apply_edit_refusal(response)
+    if refused is not None:
+        return result(False, f"The editor did not apply the edit: {refused}")
     what = "Rewrote the selection" if command == REFACTOR else "Inserted the docstring"
     return result(True, f"{what} (lines {a + 1}–{c + 1}).")
+
+
+def apply_edit_refusal(reply: Any) -> str | None:
+    """None when the client's ``workspace/applyEdit`` reply is a well-formed ``{applied: true}``; else why not.
+
+    The reply arrives as plain JSON (the protocol edge does not trust it): anything but a boolean ``true`` in
+    ``applied`` counts as not applied.
+    """
+    applied = reply.get("applied") if isinstance(reply, dict) else getattr(reply, "applied", None)
+    if applied is True:
+        return None
+    if applied is False:
+        reason = reply.get("failureReason") if isinstance(reply, dict) else getattr(reply, "failure_reason", None)
+        return reason if isinstance(reason, str) and reason else "no reason given"
+    return f"its reply was malformed ({json.dumps(reply, default=str)[:200]}), so it counts as not applied"

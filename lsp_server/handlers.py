@@ -6,18 +6,15 @@ Document-sync notifications never raise.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types as lsp
-from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
 
 from lsp_server import commands
 from lsp_server.actions import offers
 from lsp_server.completion.crossfile import uri_to_path
-from lsp_server.completion.documents import PositionError
 from lsp_server.server import LAST_PROMPT, STATS, CodeLlamaServer
 
 log = logging.getLogger(__name__)
@@ -92,15 +89,8 @@ def did_close(ls: CodeLlamaServer, params: lsp.DidCloseTextDocumentParams) -> No
 
 @SERVER.feature(lsp.TEXT_DOCUMENT_INLINE_COMPLETION, lsp.InlineCompletionOptions())
 async def inline_completion(ls: CodeLlamaServer, params: lsp.InlineCompletionParams) -> lsp.InlineCompletionList:
-    """Ghost text at the cursor."""
-    try:
-        return await ls.complete(params)
-    except (JsonRpcException, asyncio.CancelledError):
-        raise
-    except Exception as exc:
-        ls.stats.errors += 1
-        log.exception("inline completion failed")
-        raise JsonRpcInternalError(f"completion failed: {exc}") from exc
+    """Ghost text at the cursor (a bad position or unknown document is a -32602, see ``protocol.guard``)."""
+    return await ls.complete(params)
 
 
 @SERVER.feature(lsp.TEXT_DOCUMENT_CODE_ACTION, lsp.CodeActionOptions(
@@ -110,10 +100,7 @@ def code_action(ls: CodeLlamaServer, params: lsp.CodeActionParams) -> list[lsp.C
     doc = ls._document(params.text_document.uri)
     r = params.range
     span = (r.start.line, r.start.character, r.end.line, r.end.character)
-    try:
-        found = offers.offers(doc, span, params.context.only, ls.assistant.instruction_tuned_hint())
-    except PositionError as exc:
-        raise JsonRpcInvalidParams(str(exc)) from exc
+    found = offers.offers(doc, span, params.context.only, ls.assistant.instruction_tuned_hint())
     return [lsp.CodeAction(title=o.title, kind=o.kind, command=lsp.Command(
         title=o.title, command=o.command, arguments=[doc.uri, range_json(o.span)])) for o in found]
 

@@ -15,20 +15,23 @@ import time
 import uuid
 from typing import Any
 
+import cattrs
 from lsprotocol import types as lsp
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
 
 from lsp_server.actions.assistant import Assistant
 from lsp_server.completion.core import CompletionCore, NotReadyError, Outcome
-from lsp_server.completion.documents import Document, DocumentStore, PositionError, UnknownDocumentError
+from lsp_server.completion.documents import Document, DocumentStore, UnknownDocumentError
 from lsp_server.completion.typeahead import TypeAhead
+from lsp_server.protocol import Edge, guard, run_stdio, run_tcp, strict_converter
 from lsp_server.scheduling import Scheduler, Ticket
 from lsp_server.settings import Settings, needs_reload, parse_settings
 from lsp_server.stats import Stats
+from model_backend.errors import INTERNAL_ERROR
 from model_backend.generation import EngineError
 from model_backend.loading import ModelLoadError
+from model_backend.tokenization import TokenizerError
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -37,43 +40,13 @@ LAST_PROMPT = "codellama/lastPrompt"
 EMPTY = lsp.InlineCompletionList(items=[])
 
 
-class Protocol(LanguageServerProtocol):
-    """Answers requests whose params do not parse with InvalidParams instead of dropping them."""
-
-    def structure_message(self, data: dict[str, Any]) -> Any:
-        try:
-            return super().structure_message(data)
-        except JsonRpcException as exc:
-            if isinstance(data, dict) and "id" in data and "method" in data:
-                message = f"invalid params for {data.get('method')!r}: {exc.message or 'does not match the schema'}"
-                self._send_response(data["id"], error=JsonRpcInvalidParams(message).to_response_error())
-                return _Ignored()
-            raise
-
-    def _handle_cancel_notification(self, msg_id: Any) -> None:
-        """``$/cancelRequest`` for a command also stops its decoding.
-
-        pygls runs a command's handler as a task of its own, which this notification does not reach: it only
-        answers the request with RequestCancelled.  The action's ticket is found by the request id and flagged,
-        so the engine stops at the next token.
-        """
-        ticket = getattr(self._server, "action_tickets", {}).get(msg_id)
-        if ticket is not None:
-            ticket.cancel.set()
-        super()._handle_cancel_notification(msg_id)
-
-
-class _Ignored:
-    """A message already answered; ``handle_message`` skips it (its jsonrpc tag does not match)."""
-
-    jsonrpc = "answered"
-
-
 class CodeLlamaServer(LanguageServer):
     """The server object: state shared by the handlers."""
 
     def __init__(self) -> None:
-        super().__init__("codellama-lsp", VERSION, protocol_cls=Protocol)
+        self.converter: cattrs.Converter = strict_converter()
+        super().__init__("codellama-lsp", VERSION, converter_factory=lambda: self.converter)
+        self.edge = Edge(self, self.converter, on_cancel=self.cancel_action, on_parse_error=self.report_parse_error)
         self.documents = DocumentStore()
         self.core = CompletionCore(Settings())
         self.scheduler = Scheduler()
@@ -85,6 +58,34 @@ class CodeLlamaServer(LanguageServer):
         self.loading: asyncio.Future[Any] | None = None
         self._shown_errors: set[str] = set()
 
+    # -- the protocol edge (lsp_server.protocol) --------------------------------------------------------
+    def feature(self, feature_name: str, options: Any | None = None) -> Any:
+        """Register a handler, guarded: its errors reach the client as clean JSON-RPC errors, logged once."""
+        register = super().feature(feature_name, options)
+        return lambda fn: register(guard(feature_name, fn))
+
+    def command(self, command_name: str) -> Any:
+        register = super().command(command_name)
+        return lambda fn: register(guard(command_name, fn))
+
+    def serve_stdio(self) -> int:
+        """Serve over stdin/stdout until ``exit`` or end of input; the exit code."""
+        return run_stdio(self, self.edge)
+
+    def serve_tcp(self, host: str, port: int) -> int:
+        return run_tcp(self, self.edge, host, port)
+
+    def cancel_action(self, msg_id: int | str) -> None:
+        """``$/cancelRequest`` for a command also stops its decoding.
+
+        pygls runs a command's handler as a task of its own, which the cancellation does not reach (it only
+        answers the request with RequestCancelled), so the action's ticket is found by the request id and
+        flagged: the engine stops at the next token.
+        """
+        ticket = self.action_tickets.get(msg_id)
+        if ticket is not None:
+            ticket.cancel.set()
+
     # -- messages to the user ------------------------------------------------------------------
     def tell(self, message: str, kind: lsp.MessageType = lsp.MessageType.Warning) -> None:
         """Show a message once per distinct text (no repeated pop-ups) and always log it."""
@@ -95,15 +96,18 @@ class CodeLlamaServer(LanguageServer):
         self.window_show_message(lsp.ShowMessageParams(type=kind, message=f"codellama-lsp: {message}"))
 
     def report_server_error(self, error: Exception, source: Any) -> None:
-        """Errors outside any request (e.g. malformed JSON) go to the client's log, not to pop-ups.
-
-        A message that is not JSON has no id to answer; an ``id: null`` error response would be correct
-        JSON-RPC, but pygls-based clients crash on it, so the client's log gets the explanation instead.
-        """
+        """Errors outside any request go to the client's log, not to pop-ups."""
+        if isinstance(error, JsonRpcException) and error.code != INTERNAL_ERROR:
+            return  # a client's mistake, already answered and logged once by the protocol edge
         what = "malformed JSON from the client" if isinstance(error, json.JSONDecodeError) else "server error"
         message = f"codellama-lsp: {what}: {error}"
         log.error(message)
         self.window_log_message(lsp.LogMessageParams(type=lsp.MessageType.Error, message=message))
+
+    def report_parse_error(self, message: str) -> None:
+        """A frame that is not JSON was answered with -32700 (id null); the client's log says why as well."""
+        text = f"codellama-lsp: malformed JSON from the client: {message}"
+        self.window_log_message(lsp.LogMessageParams(type=lsp.MessageType.Error, message=text))
 
     # -- model loading -----------------------------------------------------------------------------
     def start_loading(self) -> None:
@@ -165,8 +169,11 @@ class CodeLlamaServer(LanguageServer):
         self.stats.requests += 1
         if not self.core.settings.enabled:
             return self._empty()
-        doc = self._document(params.text_document.uri)
-        offset = self._offset(doc, params.position)
+        doc = self.documents.get(params.text_document.uri)
+        offset = doc.offset_at(params.position.line, params.position.character)
+        line, character = doc.position_at(offset)  # a character past the line's end is clamped to it (LSP)
+        position = lsp.Position(line=line, character=character)
+        invoked = params.context.trigger_kind == lsp.InlineCompletionTriggerKind.Invoked
         version = doc.version  # the document object is updated in place by later changes
         before, after = doc.text[:offset], doc.text[offset:]
         ticket = self.scheduler.ticket(doc.uri)
@@ -174,8 +181,8 @@ class CodeLlamaServer(LanguageServer):
             rest = self.typeahead.lookup(doc.uri, before, after)
             if rest is not None:
                 self.stats.typed_ahead_hits += 1
-                return self._answer(rest, params.position, received)
-            outcome = await self._run_model(doc, offset, ticket, received)
+                return self._answer(rest, position, after, received)
+            outcome = await self._run_model(doc, offset, ticket, invoked)
             if outcome is None:
                 return self._empty()
             if ticket.superseded or version != self._version_now(doc):
@@ -185,20 +192,25 @@ class CodeLlamaServer(LanguageServer):
             if outcome.text is None:
                 return self._empty()
             self.typeahead.remember(doc.uri, before, after, outcome.text)
-            return self._answer(outcome.text, params.position, received)
+            return self._answer(outcome.text, position, after, received)
         except asyncio.CancelledError:
             self.stats.cancelled += 1
             raise
         finally:
             self.scheduler.release(ticket)
 
-    async def _run_model(self, doc: Document, offset: int, ticket: Ticket, received: float) -> Outcome | None:
-        """Prepare on the loop, generate on the worker; None when there is nothing to run."""
+    async def _run_model(self, doc: Document, offset: int, ticket: Ticket, invoked: bool) -> Outcome | None:
+        """Prepare on the loop, generate on the worker; None when there is nothing to run.
+
+        The time budget counts from when decoding can start: a request that waited for the model to load
+        keeps its whole budget (the first completion after start is not cut to nothing).
+        """
         if self.loading is not None and not self.loading.done():
             await asyncio.wait([self.loading])  # first request while loading: wait; a failure shows below
         try:
-            prepared = self.core.prepare(doc, offset, now=received, open_docs=self.documents)
-        except NotReadyError as exc:
+            prepared = self.core.prepare(doc, offset, now=time.monotonic(), open_docs=self.documents,
+                                         invoked=invoked)
+        except (NotReadyError, TokenizerError) as exc:
             self.tell(str(exc), lsp.MessageType.Error)
             return None
         try:
@@ -218,10 +230,17 @@ class CodeLlamaServer(LanguageServer):
         log.info("completion %s", self.stats.last)
         return outcome
 
-    def _answer(self, text: str, position: lsp.Position, received: float) -> lsp.InlineCompletionList:
+    def _answer(self, text: str, position: lsp.Position, after: str, received: float) -> lsp.InlineCompletionList:
+        """One item at the cursor.  When only whitespace follows the cursor on its line and the suggestion
+        starts with it (column 0 of an indented blank line), the range covers that whitespace, so accepting
+        gives the indentation once instead of the suggestion's indentation plus the line's."""
         self.stats.completions += 1
         self.stats.latencies_ms.append((time.monotonic() - received) * 1e3)
-        where = lsp.Range(start=position, end=position)
+        rest_of_line = after.split("\n", 1)[0].rstrip("\r")
+        end = position
+        if rest_of_line and not rest_of_line.strip() and text.startswith(rest_of_line):
+            end = lsp.Position(line=position.line, character=position.character + len(rest_of_line))
+        where = lsp.Range(start=position, end=end)
         return lsp.InlineCompletionList(items=[lsp.InlineCompletionItem(insert_text=text, range=where)])
 
     def _empty(self) -> lsp.InlineCompletionList:
@@ -229,16 +248,8 @@ class CodeLlamaServer(LanguageServer):
         return EMPTY
 
     def _document(self, uri: str) -> Document:
-        try:
-            return self.documents.get(uri)
-        except UnknownDocumentError as exc:
-            raise JsonRpcInvalidParams(str(exc)) from exc
-
-    def _offset(self, doc: Document, position: lsp.Position) -> int:
-        try:
-            return doc.offset_at(position.line, position.character)
-        except PositionError as exc:
-            raise JsonRpcInvalidParams(str(exc)) from exc
+        """The open document (``UnknownDocumentError``, a -32602 for the client, when it is not open)."""
+        return self.documents.get(uri)
 
     def _version_now(self, doc: Document) -> int | None:
         try:

@@ -11,10 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from model_backend.errors import ServiceError
+
 StopReason = Literal["eos", "rule", "max_tokens", "time", "cancelled", "context"]
 
 
-class EngineError(Exception):
+class EngineError(ServiceError):
     """The request cannot run on this model (too long, unsupported architecture)."""
 
 

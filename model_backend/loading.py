@@ -18,12 +18,13 @@ import torch
 
 from model_backend import int8_storage
 from model_backend.embedded import WEIGHTS_DIR
+from model_backend.errors import ServiceError
 from model_backend.tokenization import CodeLlamaTokenizer, TokenizerError, load_tokenizer
 
 Progress = Callable[[str, int], None]  # (message, percent)
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(ServiceError):
     """The model could not be loaded; the message says how to fix it."""
 
 

@@ -24,11 +24,13 @@ from pathlib import Path
 
 import sentencepiece as spm
 
+from model_backend.errors import ServiceError
+
 FIM_PIECES = {"prefix": "▁<PRE>", "suffix": "▁<SUF>", "middle": "▁<MID>", "eot": "▁<EOT>"}
 SENTINEL_CHAR = "☺"  # the reference's choice; any char works that does not merge with its neighbours
 
 
-class TokenizerError(Exception):
+class TokenizerError(ServiceError):
     """The tokenizer files are missing or lack what infilling needs."""
 
 

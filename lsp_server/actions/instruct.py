@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from model_backend.errors import ServiceError
 from model_backend.tokenization import CodeLlamaTokenizer
 
 Task = Literal["explain", "refactor", "docstring"]
@@ -49,7 +50,7 @@ SYSTEM: dict[Task, str] = {
 DEFAULT_REFACTOR = "make it clearer and simpler without changing what it does"
 
 
-class PromptError(Exception):
+class PromptError(ServiceError):
     """The prompt cannot be built (budget too small) or failed its structure check."""
 
 

@@ -20,6 +20,7 @@ from tree_sitter import Node, Tree
 from lsp_server.actions import instruct
 from lsp_server.completion.crossfile import uri_to_path
 from lsp_server.completion.documents import Document, DocumentStore, PositionError, Span, UnknownDocumentError
+from model_backend.errors import InvalidParamsError, ServiceError
 
 EXPLAIN, REFACTOR, DOCSTRING = "codellama.explain", "codellama.refactor", "codellama.docstring"
 COMMANDS: tuple[str, ...] = (EXPLAIN, REFACTOR, DOCSTRING)
@@ -50,11 +51,11 @@ PY_DOC_TARGETS = frozenset({"function_definition", "class_definition"})
 MAX_IMPORTS = 30
 
 
-class ArgsError(ValueError):
+class ArgsError(InvalidParamsError, ValueError):
     """Command arguments that do not describe an open document and a range in it."""
 
 
-class Refusal(Exception):
+class Refusal(ServiceError):
     """An answer that must not become an edit; the message says why."""
 
 

@@ -24,14 +24,14 @@ from lsp_server.completion.postprocess import finalize, stop_reason
 from lsp_server.completion.prompts import Prompt, build_prompt, render, strip_healed
 from lsp_server.settings import Settings
 from model_backend.engine import Engine
+from model_backend.errors import ServiceError
 from model_backend.generation import EngineError, GenerationRequest, GenerationResult
 from model_backend.loading import LoadedModel, LoadSpec, Progress, load
-from model_backend.tokenization import TokenizerError
 
 log = logging.getLogger(__name__)
 
 
-class NotReadyError(Exception):
+class NotReadyError(ServiceError):
     """No model is loaded (still loading, or the load failed: the message says why)."""
 
 
@@ -49,6 +49,7 @@ class Prepared:
     crossfile_ms: float = 0.0
     snippets: tuple[Snippet, ...] = ()  # other files' code placed before the local prefix
     fit: FitCheck = NO_CHECK  # the code around the cursor, to check a suggestion against
+    restart_budget_s: float | None = None  # invoked requests: the budget counts again from the worker's start
 
 
 @dataclass
@@ -98,8 +99,13 @@ class CompletionCore:
 
     # -- per request -----------------------------------------------------------------------------
     def prepare(self, doc: Document, offset: int, now: float | None = None,
-                open_docs: Iterable[Document] = ()) -> Prepared:
-        """Context and prompt for a completion at ``offset`` (event loop; reads the live documents)."""
+                open_docs: Iterable[Document] = (), invoked: bool = False) -> Prepared:
+        """Context and prompt for a completion at ``offset`` (event loop; reads the live documents).
+
+        The time budget counts from ``now`` (default: this call).  An ``invoked`` request (the user asked
+        for it) gets its whole budget again when the worker starts it, so waiting behind other work never
+        leaves it with nothing.
+        """
         if self.loaded is None:
             raise NotReadyError(self.load_error or "the model is still loading")
         tok = self.loaded.tokenizer
@@ -110,15 +116,12 @@ class CompletionCore:
         budget = ContextBudget(s.prefix_tokens - header_tokens, s.suffix_tokens)
         ctx = build_context(doc, offset, budget, tok.count)
         t2 = time.perf_counter()
-        try:
-            prompt = build_prompt(tok, header + ctx.prefix, ctx.suffix, s.fim_mode)
-        except TokenizerError as exc:
-            raise NotReadyError(str(exc)) from exc
+        prompt = build_prompt(tok, header + ctx.prefix, ctx.suffix, s.fim_mode)
         fit = fit_check.for_cursor(doc, offset) if s.alternatives else NO_CHECK
         t3 = time.perf_counter()
         deadline = (now if now is not None else time.monotonic()) + s.time_budget_ms / 1000
         return Prepared(doc.uri, ctx, prompt, s.max_new_tokens, deadline, (t2 - t1) * 1e3, (t3 - t2) * 1e3,
-                        (t1 - t0) * 1e3, tuple(snippets), fit)
+                        (t1 - t0) * 1e3, tuple(snippets), fit, s.time_budget_ms / 1000 if invoked else None)
 
     def _cross_file(self, doc: Document, offset: int, open_docs: Iterable[Document]) -> tuple[list[Snippet], str, int]:
         """(snippets, header text, its tokens): other files' definitions, or nothing when off or none found.
@@ -148,6 +151,8 @@ class CompletionCore:
         """
         if self.loaded is None or self.engine is None:
             raise NotReadyError(self.load_error or "the model is still loading")
+        if prep.restart_budget_s is not None:
+            prep = dataclasses.replace(prep, deadline=max(prep.deadline, time.monotonic() + prep.restart_budget_s))
         tok = self.loaded.tokenizer
         self.last_prompt = {"mode": prep.prompt.mode, "ids": prep.prompt.ids, "healed": prep.prompt.healed,
                             "text": render(tok, prep.prompt.ids),

@@ -35,6 +35,7 @@ from itertools import accumulate
 from tree_sitter import Tree
 
 from lsp_server.completion import syntax
+from model_backend.errors import InvalidParamsError
 
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _LONE_CR = re.compile(rb"\r(?!\n)")
@@ -47,11 +48,11 @@ MAX_SYNTAX_BYTES = 1 << 20
 Span = tuple[int, int, int, int]  # LSP range flattened: start line, start character, end line, end character
 
 
-class PositionError(ValueError):
+class PositionError(InvalidParamsError, ValueError):
     """An LSP position or offset outside the document."""
 
 
-class UnknownDocumentError(LookupError):
+class UnknownDocumentError(InvalidParamsError, LookupError):
     """A request for a document that was never opened (or already closed)."""
 
 
