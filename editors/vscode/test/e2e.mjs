@@ -5,7 +5,7 @@
 //   node e2e.mjs --url URL --file NAME --line N --artifacts DIR
 //
 // Steps: wait for the extension's status-bar item to say the model is ready; open NAME; go to the end of line
-// N; type "."; wait for the ghost text; screenshot; Tab; save; run "Code Llama: Show Stats"; explain and refactor
+// N; type "."; wait for the ghost text; screenshot; Alt+] to the next suggestion and Alt+[ back; Tab; save; run "Code Llama: Show Stats"; explain and refactor
 // through Refactor... (the server's code actions), read the context menu; then point codellama.pythonPath at a
 // missing interpreter, read the notification the extension shows, and put it back.
 import { chromium } from 'playwright-core';
@@ -148,6 +148,26 @@ async function run(page) {
     step('ghost text');
     await page.screenshot({ path: path.join(args.artifacts, 'vscode-ghost-text.png') });
     seen.toastsWhileTyping = (await toastTexts(page)).filter(t => !toastsBefore.includes(t));
+
+    // Cycling: "Show Next Inline Suggestion" (Alt+]) makes VS Code ask again with triggerKind Invoked, for which the
+    // server decodes its other suggestions, and shows the next one; "Show Previous" (Alt+[) goes back to the first.
+    const ghostText = async () => (await ghost.allInnerTexts()).join('\n').replace(/\u00a0/g, ' ');
+    const ghostBecomes = async (ok, timeout) => {
+        const end = performance.now() + timeout;
+        for (;;) {
+            const text = await ghostText().catch(() => '');
+            if (text && ok(text)) return text;
+            if (performance.now() > end) return `(timed out; last seen: ${JSON.stringify(text)})`;
+            await page.waitForTimeout(100);
+        }
+    };
+    await page.keyboard.press('Alt+BracketRight');
+    seen.nextGhostText = await ghostBecomes(t => t !== seen.ghostText, 60_000);
+    step('next suggestion');
+    await page.screenshot({ path: path.join(args.artifacts, 'vscode-next-suggestion.png') });
+    await page.keyboard.press('Alt+BracketLeft');
+    seen.previousGhostText = await ghostBecomes(t => t === seen.ghostText, 10_000);
+    step('previous suggestion');
 
     await page.keyboard.press('Tab');
     await ghost.first().waitFor({ state: 'detached', timeout: 10_000 }).catch(() => {});

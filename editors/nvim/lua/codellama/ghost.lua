@@ -18,6 +18,7 @@ local CANCELLED = { [-32800] = true, [-32801] = true } -- RequestCancelled, Cont
 ---@field row integer 0-based anchor row
 ---@field col integer 0-based byte column of the anchor
 ---@field end_col integer what accepting replaces, up to this column (the item's range end; >= col)
+---@field invoked? boolean the items came from an Invoked request (all the server offers here, not only the first)
 
 ---@class codellama.GhostState
 ---@field timer? uv.uv_timer_t
@@ -71,7 +72,7 @@ local function sync(bufnr)
   if typed and text:sub(1, #typed) == typed and #typed < #text then
     if #typed > 0 then
       s.items = { text:sub(#typed + 1) }
-      s.index, s.col, s.end_col = 1, col, math.max(col, s.end_col)
+      s.index, s.col, s.end_col, s.invoked = 1, col, math.max(col, s.end_col), nil
       draw(bufnr, s)
     end
     return true
@@ -130,7 +131,23 @@ local function texts(bufnr, items, row, col, c)
   return out, end_col
 end
 
-local function on_result(bufnr, tick, row, col, err, result, c)
+--- Which item to show: the first, or when cycling (`step`), the one `step` away from the item that was on
+--- screen (found among the new items by its text; the server puts it first anyway).
+local function pick(items, shown, step)
+  if not step then
+    return 1
+  end
+  local at = 1
+  for i, text in ipairs(items) do
+    if shown and text == shown.items[shown.index] then
+      at = i
+      break
+    end
+  end
+  return (at - 1 + step) % #items + 1
+end
+
+local function on_result(bufnr, tick, row, col, err, result, c, kind, step)
   local st = states[bufnr]
   if not st or not opts.enabled then
     return
@@ -150,12 +167,14 @@ local function on_result(bufnr, tick, row, col, err, result, c)
   if #items == 0 then
     return -- keep whatever typed-ahead text is still shown
   end
-  st.shown = { items = items, index = 1, row = row, col = col, end_col = end_col }
+  local index = pick(items, st.shown, step)
+  st.shown = { items = items, index = index, row = row, col = col, end_col = end_col, invoked = kind == 1 }
   draw(bufnr, st.shown)
 end
 
 ---@param kind integer 1 = Invoked, 2 = Automatic (InlineCompletionTriggerKind)
-local function request(bufnr, kind)
+---@param step? integer cycling: show the item this far from the one on screen once the answer is in
+local function request(bufnr, kind, step)
   local c = client.get(bufnr)
   if not c or vim.api.nvim_get_current_buf() ~= bufnr then
     return
@@ -167,7 +186,7 @@ local function request(bufnr, kind)
   params.context = { triggerKind = kind }
   states[bufnr].request_id = client.request(c, 'textDocument/inlineCompletion', params, function(err, result)
     states[bufnr].request_id = nil
-    on_result(bufnr, tick, row, col, err, result, c)
+    on_result(bufnr, tick, row, col, err, result, c, kind, step)
   end, bufnr)
 end
 
@@ -281,10 +300,19 @@ function M.dismiss(bufnr)
   return true
 end
 
+--- Next / previous suggestion.  Typing only brings the first one (the server decodes no others then), so
+--- the first cycle asks again with triggerKind Invoked, which brings all it offers, and steps from there.
 function M.cycle(bufnr, step)
   local s = M.visible(bufnr) and states[bufnr].shown
-  if not s or #s.items < 2 then
-    return s ~= nil
+  if not s then
+    return false
+  end
+  if not s.invoked then
+    request(bufnr, 1, step)
+    return true
+  end
+  if #s.items < 2 then
+    return true
   end
   s.index = (s.index - 1 + step) % #s.items + 1
   draw(bufnr, s)

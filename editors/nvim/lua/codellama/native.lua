@@ -72,8 +72,44 @@ function M.dismiss(bufnr)
   return ic.get({ bufnr = bufnr, on_accept = function() end })
 end
 
+--- Neovim's completor for `bufnr`: a private table of vim.lsp.inline_completion (nil where it differs).
+local function completor(bufnr)
+  local ok, capability = pcall(require, 'vim.lsp._capability')
+  local all = ok and type(capability) == 'table' and capability.all
+  local comp = all and all.inline_completion and all.inline_completion.active
+    and all.inline_completion.active[bufnr]
+  if comp and type(comp.handler) == 'function' and type(comp.count_items) == 'function' then
+    return comp
+  end
+end
+
+local asked = {} ---@type table<integer, string> bufnr -> where the extra suggestions were last asked for
+
+--- Next / previous suggestion.  Neovim asks only as you type (triggerKind Automatic), which brings the
+--- first suggestion alone (the server decodes no others then).  So the first cycle at a spot asks with
+--- Invoked, which brings all the server offers, hands the answer to Neovim's completor (as if it had asked)
+--- and steps from there.  Where that private table is not as expected, it only steps.
 function M.cycle(bufnr, step)
-  ic.select({ bufnr = bufnr, count = step })
+  local comp = completor(bufnr)
+  local c = require('codellama.client').get(bufnr)
+  local pos = vim.api.nvim_win_get_cursor(0)
+  local here = ('%d:%d:%d'):format(vim.b[bufnr].changedtick, pos[1], pos[2])
+  if not comp or not c or comp:count_items() > 1 or asked[bufnr] == here then
+    ic.select({ bufnr = bufnr, count = step })
+    return true
+  end
+  asked[bufnr] = here
+  local params = vim.lsp.util.make_position_params(0, c.offset_encoding)
+  params.context = { triggerKind = 1 }
+  require('codellama.client').request(c, 'textDocument/inlineCompletion', params, function(err, result, ctx)
+    local now = vim.api.nvim_win_get_cursor(0)
+    local moved = ('%d:%d:%d'):format(vim.b[bufnr].changedtick, now[1], now[2]) ~= here
+    if err or not result or moved or not vim.fn.mode():match('^i') then
+      return
+    end
+    comp:handler(nil, result, ctx)
+    ic.select({ bufnr = bufnr, count = step })
+  end, bufnr)
   return true
 end
 
