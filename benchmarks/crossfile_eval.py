@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from lsp_server.completion.core import CompletionCore
+from lsp_server.completion.crossfile import Style
 from lsp_server.completion.documents import Document
 from lsp_server.settings import Settings, parse_settings
 
@@ -178,18 +179,19 @@ def editor_state(hole: Hole) -> tuple[Document, int]:
     return Document(path.as_uri(), "python", 1, text), offset
 
 
-def configure(core: CompletionCore, base: dict[str, Any], variant: str) -> None:
+def configure(core: CompletionCore, base: dict[str, Any], variant: str) -> Style:
+    """Settings for ``variant``; returns how its cross-file definitions are laid out (``prepare`` takes it)."""
     on, style, tokens = VARIANTS[variant]
     settings, problems = parse_settings({**base, "crossFileContext": on, "crossFileTokens": tokens}, Settings())
     assert not problems, problems
     core.apply_settings(settings)
-    core.crossfile_style = "comment" if style == "comment" else "code"
     core.crossfile.set_roots([PROJECT])
+    return "comment" if style == "comment" else "code"
 
 
 def run_holes(core: CompletionCore, holes: list[Hole], base: dict[str, Any], variant: str) -> list[dict[str, Any]]:
     """One row per hole: the suggestion, the scores, the latencies."""
-    configure(core, base, variant)
+    style = configure(core, base, variant)
     for _ in range(3):  # warm the parsed-file cache (a cold start reads at most 4 files per request)
         for hole in holes:
             core.crossfile.snippets(*editor_state(hole))
@@ -197,7 +199,7 @@ def run_holes(core: CompletionCore, holes: list[Hole], base: dict[str, Any], var
     for hole in holes:
         doc, offset = editor_state(hole)
         t0 = time.perf_counter()
-        prep = core.prepare(doc, offset)
+        prep = core.prepare(doc, offset, crossfile_style=style)
         t1 = time.perf_counter()
         outcome = core.generate(prep)
         t2 = time.perf_counter()
@@ -239,7 +241,7 @@ def summarise(rows: list[dict[str, Any]], off: list[dict[str, Any]] | None) -> d
 
 def typing_latency(core: CompletionCore, base: dict[str, Any], variant: str) -> dict[str, Any]:
     """``prepare`` per keystroke while typing ``TYPED_LINE`` into a file importing five project modules."""
-    configure(core, base, variant)
+    style = configure(core, base, variant)
     path = PROJECT / TYPED_FILE
     text = path.read_text()
     at = text.index(TYPED_AFTER) + len(TYPED_AFTER)
@@ -249,7 +251,7 @@ def typing_latency(core: CompletionCore, base: dict[str, Any], variant: str) -> 
         line = doc.line_of(at)
         doc.apply_change((line, i, line, i), ch, i + 2)
         t0 = time.perf_counter()
-        prep = core.prepare(doc, at + i + 1)
+        prep = core.prepare(doc, at + i + 1, crossfile_style=style)
         totals.append((time.perf_counter() - t0) * 1e3)
         crossfile_ms.append(prep.crossfile_ms)
         headers.append(tuple(prep.snippets))

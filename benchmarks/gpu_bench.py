@@ -416,6 +416,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         loaded = load(LoadSpec(model=str(folder), quantization=quantization, device=device.type))
         report["seconds"]["load"] = round(time.perf_counter() - t0, 1)
         report["compute_dtype"] = str(loaded.dtype).removeprefix("torch.")
+        # NF4 really loaded: the attention projections are bitsandbytes 4-bit layers (``Linear4bit``), not ``Linear``
+        report["projection_type"] = next(type(module).__name__ for name, module in loaded.model.named_modules()
+                                         if name.endswith("q_proj"))
         weights = model_bytes(loaded.model)
         act_dtype = loaded.dtype if device.type == "cuda" else torch.float32  # the engine's cache dtype
         report["memory"] = {

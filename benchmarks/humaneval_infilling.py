@@ -44,7 +44,6 @@ import argparse
 import contextlib
 import gzip
 import json
-import math
 import os
 import platform
 import shlex
@@ -60,17 +59,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lsp_server.completion import fit_check
 from lsp_server.completion.core import CompletionCore
 from lsp_server.completion.documents import Document
+from lsp_server.completion.parsing import error_nodes
 from lsp_server.settings import parse_settings
+from lsp_server.stats import nearest_rank
 
 REPO = Path(__file__).resolve().parent.parent
 def _default_data() -> Path:
-    """``$HUMANEVAL_INFILLING_DIR``, else ``shared/data`` beside the checkout, else this workplace's copy."""
+    """``$HUMANEVAL_INFILLING_DIR``, else ``shared/data/human-eval-infilling`` beside the checkout."""
     candidates = [Path(p) for p in (os.environ.get("HUMANEVAL_INFILLING_DIR"),) if p]
-    candidates += [REPO.parent / "shared" / "data" / "human-eval-infilling",
-                   Path("/work/shared/data/human-eval-infilling")]
+    candidates += [REPO.parent / "shared" / "data" / "human-eval-infilling"]
     return next((c for c in candidates if c.is_dir()), candidates[0])
 
 
@@ -208,11 +207,6 @@ def execute_all(sources: Sequence[str], timeout_s: float = 3.0, workers: int = 2
         return list(pool.map(lambda s: execute(s, timeout_s), sources))
 
 
-def syntax_errors(source: str) -> int:
-    """Number of tree-sitter ERROR and MISSING nodes in a Python file."""
-    return fit_check.error_nodes("python", source)
-
-
 def make_core(fim_mode: str, model: str | None = None, max_new_tokens: int | None = None,
               time_budget_ms: int = 60_000, threads: int = 0, alternatives: int | None = None) -> CompletionCore:
     """A loaded ``CompletionCore`` with the server's settings, except those given here."""
@@ -253,18 +247,12 @@ def evaluate(core: CompletionCore, problems: Sequence[Problem], baseline: Sequen
     rows = []
     for p, (text, raw, ms, tokens, stop, tried), run, empty, canon in zip(problems, made, runs, baseline, canonical,
                                                                   strict=True):
-        adds = bool(text) and syntax_errors(completed_file(p, p.canonical_solution, "as-is")) == 0 \
-            and syntax_errors(completed_file(p, text, layout)) > 0
+        adds = bool(text) and error_nodes("python", completed_file(p, p.canonical_solution, "as-is")) == 0 \
+            and error_nodes("python", completed_file(p, text, layout)) > 0
         exact = text.rstrip() == p.canonical_solution.rstrip()
         rows.append(Row(p.task_id, text, raw, run.passed, exact, round(ms, 2), tokens, stop, run.status, adds,
                         empty.passed, canon.passed, tried))
     return rows
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(len(ordered) * q / 100) - 1))] if ordered else math.nan
 
 
 def summarize(rows: Sequence[Row]) -> dict[str, Any]:
@@ -277,8 +265,8 @@ def summarize(rows: Sequence[Row]) -> dict[str, Any]:
         "exact_match": sum(r.exact for r in rows) / n,
         "empty_rate": 1 - len(shown) / n,
         "syntax_error_rate": sum(r.adds_syntax_error for r in shown) / len(shown) if shown else 0.0,
-        "latency_ms_p50": percentile(ms, 50),
-        "latency_ms_p95": percentile(ms, 95),
+        "latency_ms_p50": nearest_rank(ms, 50),
+        "latency_ms_p95": nearest_rank(ms, 95),
         "mean_generated_tokens": sum(r.tokens for r in rows) / n,
         "retried_rate": sum(r.tried > 1 for r in rows) / n,  # share where the first answer did not fit
         "baseline_pass_at_1": sum(r.empty_passed for r in rows) / n,
@@ -359,8 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.append({"mode": mode, "subset": subset, "wall_s": round(time.perf_counter() - t0, 1),
                             "summary": summarize(rows), "rows": [asdict(r) for r in rows]})
         assert core.loaded is not None
-        model_info = {"name": core.loaded.name, "path": str(core.loaded.path), "device": str(core.loaded.device),
-                      "dtype": str(core.loaded.dtype), "settings": asdict(core.settings)}
+        model_info = {"name": core.loaded.name, "path": os.path.relpath(core.loaded.path, REPO),
+                      "device": str(core.loaded.device), "dtype": str(core.loaded.dtype),
+                      "settings": asdict(core.settings)}
         del core
 
     print(table(results))
@@ -368,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = {
             "command": shlex.join([Path(sys.executable).name, "-m", "benchmarks.humaneval_infilling",
                                    *(argv if argv is not None else sys.argv[1:])]),
-            "machine": machine(), "code": code_version(), "model": model_info, "data": str(args.data),
+            "machine": machine(), "code": code_version(), "model": model_info, "data": os.path.relpath(args.data, REPO),
             "layout": args.layout, "timeout_s": args.timeout, "time_budget_ms": args.time_budget_ms,
             "max_new_tokens": args.max_new_tokens, "results": results,
         }

@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.humaneval_infilling import code_version, make_core, percentile, syntax_errors
+from benchmarks.humaneval_infilling import code_version, make_core
 from lsp_server.completion.core import CompletionCore
 from lsp_server.completion.documents import Document
-from lsp_server.completion.fit_check import python_error
+from lsp_server.completion.parsing import error_nodes, python_error
+from lsp_server.stats import nearest_rank
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_COMMIT = "c50b6f8"  # the code as it stood when this check was written: the set never changes
@@ -77,8 +78,8 @@ def complete(core: CompletionCore, hole: Hole) -> dict[str, Any]:
     outcome = core.generate(core.prepare(doc, len(prefix)))
     ms = (time.perf_counter() - t0) * 1e3
     suggestion = outcome.text or ""
-    adds_error = bool(suggestion) and syntax_errors(prefix + target + suffix) == 0 \
-        and syntax_errors(prefix + suggestion + suffix) > 0
+    adds_error = bool(suggestion) and error_nodes("python", prefix + target + suffix) == 0 \
+        and error_nodes("python", prefix + suggestion + suffix) > 0
     adds_compile_error = bool(suggestion) and python_error(prefix + target + suffix) is None \
         and python_error(prefix + suggestion + suffix) is not None
     return {"path": hole.path, "row": hole.row, "target": target, "suggestion": suggestion, "raw": outcome.raw,
@@ -99,7 +100,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "syntax_error_rate": sum(r["adds_syntax_error"] for r in shown) / max(1, len(shown)),
         "compile_error_rate": sum(r["adds_compile_error"] for r in shown) / max(1, len(shown)),
         "retried_rate": sum(r["tried"] > 1 for r in rows) / n,
-        "latency_ms_p50": round(percentile(ms, 50), 1), "latency_ms_p95": round(percentile(ms, 95), 1),
+        "latency_ms_p50": round(nearest_rank(ms, 50), 1), "latency_ms_p95": round(nearest_rank(ms, 95), 1),
     }
 
 

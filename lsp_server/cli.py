@@ -79,12 +79,17 @@ def complete_main(argv: list[str]) -> int:
 
     from lsp_server.completion.core import CompletionCore, NotReadyError
     from lsp_server.completion.documents import Document, PositionError
-    from lsp_server.completion.syntax import language_for_path
+    from lsp_server.completion.languages import language_for_path
     from lsp_server.settings import parse_settings
     from model_backend.generation import EngineError
     from model_backend.loading import ModelLoadError
 
-    raw = json.loads(args.settings)
+    try:
+        raw = json.loads(args.settings)
+    except json.JSONDecodeError as exc:
+        parser.error(f"--settings must be a JSON object, e.g. '{{\"fimMode\": \"psm\"}}': {exc}")
+    if not isinstance(raw, dict):
+        parser.error(f"--settings must be a JSON object, e.g. '{{\"fimMode\": \"psm\"}}', got {args.settings!r:.100}")
     raw.update({k: v for k, v in {"model": args.model, "fimMode": args.fim_mode,
                                   "maxNewTokens": args.max_new_tokens}.items() if v is not None})
     settings, problems = parse_settings(raw)

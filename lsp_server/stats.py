@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -11,9 +12,10 @@ LATENCY_WINDOW = 1000  # percentiles over the most recent completions
 
 
 def nearest_rank(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of non-empty ``values`` (the benchmarks use it too)."""
+    """Nearest-rank percentile (q in 0..100) of non-empty ``values``: the value of rank ceil(q/100 * N), 1-based
+    (p95 of 100 samples is the 95th smallest).  The benchmarks use it too, so their figures mean the same."""
     ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))]
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered) / 100) - 1))]
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -141,7 +141,7 @@ class Assistant:
                             f"({budget} tokens), and a rewrite of part of it cannot replace all of it; select "
                             "less or raise instructTokens")
             return answer
-        self.core.last_prompt = {"mode": "instruct", "task": job.task, "ids": prompt.ids, "healed": False,
+        self.core.last_prompt = {"mode": "instruct", "task": job.task, "ids": prompt.ids, "healed": None,
                                  "text": render(tok, prompt.ids), "crossfile": []}
 
         def on_token(ids: list[int]) -> None:

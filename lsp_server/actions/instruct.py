@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from lsp_server.completion.languages import LANGUAGES, facts
+from lsp_server.completion.text import leading_ws
 from model_backend.errors import ServiceError
 from model_backend.tokenization import CodeLlamaTokenizer
 
@@ -35,11 +37,7 @@ _MARKER = re.compile(r"(\[|<<)(?=\s*/?\s*(?:inst\s*\]|sys\s*>>))", re.IGNORECASE
 _NEUTRALISED = re.compile(r"(\[|<<)\u200b(?=\s*/?\s*(?:inst\s*\]|sys\s*>>))", re.IGNORECASE)
 _ANY_MARKER = re.compile(r"\[\s*/?\s*inst\s*\]|<<\s*/?\s*sys\s*>>", re.IGNORECASE)
 
-LANGUAGE_NAMES: dict[str, str] = {
-    "python": "Python", "javascript": "JavaScript", "javascriptreact": "JavaScript (JSX)",
-    "typescript": "TypeScript", "typescriptreact": "TypeScript (TSX)", "go": "Go", "rust": "Rust",
-    "java": "Java", "c": "C", "cpp": "C++",
-}  # fmt: skip
+LANGUAGE_NAMES: dict[str, str] = {f.id: f.name for f in LANGUAGES.values()}
 
 SYSTEM: dict[Task, str] = {
     "explain": "You are an expert programmer who explains code clearly and accurately. Answer in Markdown.",
@@ -130,7 +128,9 @@ def fence_for(code: str) -> str:
 
 
 def fence_language(language: str | None) -> str:
-    return {"javascriptreact": "jsx", "typescriptreact": "tsx", "cpp": "cpp"}.get(language or "", language or "")
+    """The Markdown fence tag for an LSP language id (``typescriptreact`` → ``tsx``); unknown ids as they are."""
+    found = facts(language)
+    return found.fence_tag if found else language or ""
 
 
 def task_text(task: Task, sel: Selection, instruction: str | None) -> str:
@@ -235,10 +235,6 @@ def extract_code(answer: str) -> str:
     body = answer[opening.end() + 1:]
     close = re.search(rf"^[ \t]*{opening.group(1)}`*[ \t]*$", body, re.MULTILINE)
     return (body if close is None else body[:close.start()]).strip("\n")
-
-
-def leading_ws(line: str) -> str:
-    return line[: len(line) - len(line.lstrip(" \t"))]
 
 
 def dedent(code: str) -> list[str]:

@@ -9,17 +9,19 @@ Ranges are ``documents.Span`` tuples in LSP units (line, UTF-16 character); offs
 
 from __future__ import annotations
 
-import ast
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tree_sitter import Node, Tree
+from tree_sitter import Node
 
 from lsp_server.actions import instruct
+from lsp_server.completion import languages
 from lsp_server.completion.crossfile import uri_to_path
 from lsp_server.completion.documents import Document, DocumentStore, PositionError, Span, UnknownDocumentError
+from lsp_server.completion.languages import DEFINITION_TYPES, DOCSTRING_TARGET_TYPES, IMPORT_TYPES, WRAPPER_TYPES
+from lsp_server.completion.parsing import error_count, first_error_line, python_parses
+from lsp_server.completion.text import leading_ws
 from model_backend.errors import InvalidParamsError, ServiceError
 
 EXPLAIN, REFACTOR, DOCSTRING = "codellama.explain", "codellama.refactor", "codellama.docstring"
@@ -31,23 +33,6 @@ TITLES: dict[str, str] = {EXPLAIN: "Explain with Code Llama", REFACTOR: "Refacto
 NOT_TUNED = " (model not instruction-tuned)"
 MAX_INSTRUCTION = 2000  # characters of a refactor instruction
 
-# Definitions an empty selection expands to (innermost first), across our grammars.
-DEFINITION_TYPES: frozenset[str] = frozenset({
-    "function_definition", "class_definition",                                     # python, c/c++
-    "function_declaration", "generator_function_declaration", "method_definition",  # js/ts, go
-    "class_declaration", "abstract_class_declaration", "interface_declaration",     # js/ts, java
-    "method_declaration", "constructor_declaration", "enum_declaration", "record_declaration",  # java, go
-    "type_declaration",                                                             # go
-    "function_item", "impl_item", "trait_item", "struct_item", "enum_item", "mod_item",  # rust
-    "class_specifier", "struct_specifier", "namespace_definition",                  # c/c++
-})  # fmt: skip
-_WRAPPERS = frozenset({"decorated_definition", "export_statement", "template_declaration"})
-IMPORT_TYPES: frozenset[str] = frozenset({
-    "import_statement", "import_from_statement", "future_import_statement",  # python, js/ts
-    "import_declaration", "package_clause", "package_declaration",           # go, java
-    "use_declaration", "preproc_include", "using_declaration",               # rust, c/c++
-})  # fmt: skip
-PY_DOC_TARGETS = frozenset({"function_definition", "class_definition"})
 MAX_IMPORTS = 30
 
 
@@ -130,13 +115,13 @@ def _skip_indent(doc: Document, offset: int) -> int:
     start, end = doc.line_span(line)
     if doc.text[start:offset].strip():
         return offset
-    first = start + len(instruct.leading_ws(doc.text[start:end]))
+    first = start + len(leading_ws(doc.text[start:end]))
     return max(offset, first) if first < end else offset
 
 
 def _outer(node: Node) -> Node:
     """The definition with its decorators / ``export`` (they move with it)."""
-    while node.parent is not None and node.parent.type in _WRAPPERS:
+    while node.parent is not None and node.parent.type in WRAPPER_TYPES:
         node = node.parent
     return node
 
@@ -183,19 +168,20 @@ def target(doc: Document, span: Span, instruction: str | None = None) -> Target 
 def docstring_target(doc: Document, start: int, end: int) -> Node | None:
     """The Python function or class a docstring action is about: the innermost one holding the range, else
     the first one starting inside it."""
-    if doc.language_id != "python" or doc.tree is None:
+    facts = languages.facts(doc.language_id)
+    if facts is None or not facts.docstrings or doc.tree is None:
         return None
     text = doc.text
     s = start + len(text[start:end]) - len(text[start:end].lstrip())
     e = max(s, end - (len(text[start:end]) - len(text[start:end].rstrip())))
     for node in enclosing_definitions(doc, s, e):
-        if node.type in PY_DOC_TARGETS:
+        if node.type in DOCSTRING_TARGET_TYPES:
             return node
     lo, hi = _byte(doc, s), _byte(doc, e)
     todo = [doc.tree.root_node]
     while todo:
         node = todo.pop(0)
-        if node.type in PY_DOC_TARGETS and lo <= node.start_byte < hi:
+        if node.type in DOCSTRING_TARGET_TYPES and lo <= node.start_byte < hi:
             return node
         todo.extend(c for c in node.children if c.end_byte > lo and c.start_byte < hi)
     return None
@@ -317,28 +303,6 @@ def selection(where: Target, what: str = "") -> instruct.Selection:
 
 
 # -- answers to edits -------------------------------------------------------------------------------
-def error_count(tree: Tree) -> int:
-    """ERROR and MISSING nodes in ``tree`` (only subtrees flagged ``has_error`` are walked)."""
-    count, todo = 0, [tree.root_node]
-    while todo:
-        node = todo.pop()
-        count += node.is_error or node.is_missing
-        if node.has_error:
-            todo.extend(node.children)
-    return count
-
-
-def first_error_line(tree: Tree) -> int | None:
-    todo = [tree.root_node]
-    while todo:
-        node = todo.pop(0)
-        if node.is_error or node.is_missing:
-            return int(node.start_point.row)
-        if node.has_error:
-            todo.extend(node.children)
-    return None
-
-
 def eol_of(doc: Document) -> str:
     return "\r\n" if "\r\n" in doc.text else "\n"
 
@@ -358,21 +322,10 @@ def checked_edit(doc: Document, start: int, end: int, span: Span, new_text: str)
         where = f", first at line {line + 1}" if line is not None else ""
         raise Refusal(f"the model's code does not parse here ({new - old} new syntax error(s){where}); "
                       "nothing was changed")
-    if doc.language_id == "python" and python_compiles(doc.text) and not python_compiles(after_text):
+    if doc.language_id == "python" and python_parses(doc.text) and not python_parses(after_text):
         raise Refusal("the model's code is not valid Python 3 here (tree-sitter's grammar also accepts some "
                       "Python 2 syntax); nothing was changed")
     return Edit(span, new_text)
-
-
-def python_compiles(source: str) -> bool:
-    """Whether Python itself parses ``source`` (stricter than tree-sitter, e.g. backtick strings)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # SyntaxWarning for odd escapes in the user's own code
-            ast.parse(source)
-        return True
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return False
 
 
 def plan_rewrite(where: Target, code: str) -> Edit:
@@ -381,7 +334,7 @@ def plan_rewrite(where: Target, code: str) -> Edit:
     line = doc.line_of(where.start)
     line_start = doc.line_starts[line]
     eol = eol_of(doc)
-    new_text = instruct.reindent(code, doc.text[line_start:where.start], instruct.leading_ws(doc.line_text(line)), eol)
+    new_text = instruct.reindent(code, doc.text[line_start:where.start], leading_ws(doc.line_text(line)), eol)
     if not new_text.strip():
         raise Refusal("the model's answer has no code; nothing was changed")
     if where.text.endswith(("\n", "\r")):
@@ -408,11 +361,11 @@ def plan_docstring(where: Target, content: str) -> Edit:
     line = doc.line_of(at)
     line_start = doc.line_starts[line]
     if not doc.text[line_start:at].strip():  # the body starts on its own line: insert a line before it
-        indent = instruct.leading_ws(doc.line_text(line))
+        indent = leading_ws(doc.line_text(line))
         new_text = indent + instruct.format_docstring(content, indent, eol) + eol
         at = line_start
     else:  # ``def f(): return 1``: the body moves to its own line under the docstring
-        head = instruct.leading_ws(doc.line_text(doc.line_of(node_offsets(doc, node)[0])))
+        head = leading_ws(doc.line_text(doc.line_of(node_offsets(doc, node)[0])))
         indent = head + ("\t" if head.startswith("\t") else "    ")
         new_text = eol + indent + instruct.format_docstring(content, indent, eol) + eol + indent
     return checked_edit(doc, at, at, span_of(doc, at, at), new_text)

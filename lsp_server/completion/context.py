@@ -28,8 +28,9 @@ from typing import Literal
 
 from tree_sitter import Tree
 
-from lsp_server.completion import syntax
+from lsp_server.completion import languages, syntax
 from lsp_server.completion.documents import Document, PositionError
+from lsp_server.completion.text import leading_ws, width
 
 CountTokens = Callable[[str], int]
 Mode = Literal["line", "block"]
@@ -43,10 +44,7 @@ MAX_OPENER_CHARS = 1000  # a longer line is never taken as a block opener (and n
 
 _WHITESPACE = re.compile(r"\s")
 # A line starting like this continues the construct above it: never a window start.
-_CONTINUATION = re.compile(r"[)\]}.,&|+\-*?:]|(?:else|elif|except|finally|catch|case|default)\b")
-_OPENERS: dict[str | None, str] = {"python": ":"}  # brace languages: "{"; unknown: either
-_LINE_COMMENTS: dict[str | None, tuple[str, ...]] = {"python": ("#",)}  # default "//"; unknown: both
-_QUOTES: dict[str | None, str] = {"python": "\"'", "rust": '"', "c": "\"'", "cpp": "\"'", "java": "\"'"}
+_CONTINUATION = re.compile(r"[)\]}.,&|+\-*?:]|(?:" + "|".join(languages.CONTINUATION_KEYWORDS) + r")\b")
 
 
 @dataclass(frozen=True)
@@ -142,9 +140,9 @@ def _stable_start(doc: Document, first: int, line: int) -> int:
         code = text.lstrip(" \t")
         if not code or _CONTINUATION.match(code):
             continue
-        width = _width(text[: len(text) - len(code)])
-        if best_width < 0 or width < best_width:
-            best, best_width = row, width
+        cols = width(text[: len(text) - len(code)])
+        if best_width < 0 or cols < best_width:
+            best, best_width = row, cols
     return best
 
 
@@ -204,7 +202,7 @@ def _mode(
     end up glued to the ``}``.  A blank line inside a comment or string (only the tree can tell: the
     line itself is blank) is one line too, whatever the line above looks like.
     """
-    own_indent = _leading_ws(line_prefix + line_suffix)
+    own_indent = leading_ws(line_prefix + line_suffix)
     if line_prefix.strip() or line_suffix.strip():
         return "line", own_indent
     if tree is not None and syntax.in_comment_or_string(tree, doc.source_bytes, doc.byte_offset(offset)):
@@ -218,7 +216,8 @@ def _mode(
 def _opener_row(doc: Document, line: int) -> int | None:
     """The previous non-blank, non-comment line if its code ends with a block opener, else ``None``."""
     language = doc.language_id
-    openers = _OPENERS.get(language, "{" if syntax.get_language(language) else ":{")
+    facts = languages.facts(language)
+    openers = facts.block_opener if facts else languages.UNKNOWN_BLOCK_OPENERS
     for row in range(line - 1, max(line - OPENER_LOOKBACK, 0) - 1, -1):
         text = doc.line_text(row)
         if len(text) > MAX_OPENER_CHARS:  # minified or generated: no block structure worth following
@@ -246,8 +245,8 @@ def _statement_indent(doc: Document, row: int) -> str:
             code = code[:-1]  # the block's own brace is not part of the header's brackets
         depth += _bracket_balance(code, language)
         if depth >= 0:
-            return _leading_ws(text)
-    return _leading_ws(doc.line_text(row))
+            return leading_ws(text)
+    return leading_ws(doc.line_text(row))
 
 
 def _bracket_balance(code: str, language: str | None) -> int:
@@ -257,7 +256,7 @@ def _bracket_balance(code: str, language: str | None) -> int:
 
 def _body_indent(doc: Document, line: int, opener_indent: str, line_prefix: str) -> str:
     """The body's indentation: the cursor's own when deeper than the opener's, else one level deeper."""
-    if _width(line_prefix) > _width(opener_indent):
+    if width(line_prefix) > width(opener_indent):
         return line_prefix
     if "\t" in opener_indent:
         return opener_indent + "\t"
@@ -272,7 +271,7 @@ def _indent_unit(doc: Document, line: int) -> str:
         text = doc.line_text(row)
         if not text.strip():
             continue
-        indent = _leading_ws(text)
+        indent = leading_ws(text)
         if previous is not None and len(indent) > len(previous) and indent.startswith(previous):
             steps[indent[len(previous) :]] += 1
         previous = indent
@@ -283,10 +282,11 @@ def _indent_unit(doc: Document, line: int) -> str:
 
 def _comment_start(line: str, language: str | None) -> int:
     """Index where a comment starts on ``line`` (``len(line)`` if none), from the text alone."""
-    known = syntax.get_language(language) is not None
-    markers = _LINE_COMMENTS.get(language, ("//",) if known else ("#", "//"))
+    facts = languages.facts(language)
+    markers = facts.line_comments if facts else languages.UNKNOWN_LINE_COMMENTS
+    block_comments = facts.block_comments if facts else True
     for i in _code_positions(line, language):
-        if line.startswith(markers, i) or (language != "python" and line.startswith("/*", i)):
+        if line.startswith(markers, i) or (block_comments and line.startswith("/*", i)):
             return i  # a line comment, or a /* left open (closed ones are skipped)
     return len(line)
 
@@ -294,7 +294,8 @@ def _comment_start(line: str, language: str | None) -> int:
 def _code_positions(line: str, language: str | None) -> Iterator[int]:
     """Indices of the code characters of ``line``: quoted text (with backslash escapes) and one-line ``/* */``
     comments are skipped; a ``/*`` left open is yielded and ends the scan (the rest of the line is comment)."""
-    quotes = _QUOTES.get(language, "\"'`")
+    facts = languages.facts(language)
+    quotes, block_comments = (facts.quotes, facts.block_comments) if facts else (languages.UNKNOWN_QUOTES, True)
     quote, i = "", 0
     while i < len(line):
         ch = line[i]
@@ -304,7 +305,7 @@ def _code_positions(line: str, language: str | None) -> Iterator[int]:
             continue
         if ch in quotes:
             quote = ch
-        elif line.startswith("/*", i) and language != "python":
+        elif block_comments and line.startswith("/*", i):
             close = line.find("*/", i + 2)
             if close < 0:
                 yield i
@@ -313,11 +314,3 @@ def _code_positions(line: str, language: str | None) -> Iterator[int]:
         else:
             yield i
         i += 1
-
-
-def _leading_ws(text: str) -> str:
-    return text[: len(text) - len(text.lstrip(" \t"))]
-
-
-def _width(indent: str) -> int:
-    return len(indent.expandtabs(4))

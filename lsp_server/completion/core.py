@@ -47,6 +47,7 @@ class Prepared:
     context_ms: float
     prompt_ms: float
     crossfile_ms: float = 0.0
+    fit_ms: float = 0.0  # capturing the code around the cursor for the fit check (not part of the prompt)
     snippets: tuple[Snippet, ...] = ()  # other files' code placed before the local prefix
     fit: FitCheck = NO_CHECK  # the code around the cursor, to check a suggestion against
     restart_budget_s: float | None = None  # invoked requests: the budget counts again from the worker's start
@@ -74,7 +75,6 @@ class CompletionCore:
         self.last_prompt: dict[str, object] = {}
         self.recent_stops: deque[tuple[str, str]] = deque(maxlen=16)  # (uri, why decoding ended), by the worker
         self.crossfile = CrossFile()  # workspace folders, parsed other files, recent edits (event loop only)
-        self.crossfile_style: crossfile.Style = "code"
 
     # -- model lifetime (worker thread) ----------------------------------------------------------
     def load(self, progress: Progress | None = None) -> LoadedModel:
@@ -99,31 +99,36 @@ class CompletionCore:
 
     # -- per request -----------------------------------------------------------------------------
     def prepare(self, doc: Document, offset: int, now: float | None = None,
-                open_docs: Iterable[Document] = (), invoked: bool = False) -> Prepared:
+                open_docs: Iterable[Document] = (), invoked: bool = False,
+                crossfile_style: crossfile.Style = "code") -> Prepared:
         """Context and prompt for a completion at ``offset`` (event loop; reads the live documents).
 
         The time budget counts from ``now`` (default: this call).  An ``invoked`` request (the user asked
         for it) gets its whole budget again when the worker starts it, so waiting behind other work never
-        leaves it with nothing.
+        leaves it with nothing.  ``crossfile_style`` lays out other files' definitions (the server always uses
+        code; ``benchmarks.crossfile_eval`` measures the alternative).
         """
         if self.loaded is None:
             raise NotReadyError(self.load_error or "the model is still loading")
         tok = self.loaded.tokenizer
         s = self.settings
         t0 = time.perf_counter()
-        snippets, header, header_tokens = self._cross_file(doc, offset, open_docs)
+        snippets, header, header_tokens = self._cross_file(doc, offset, open_docs, crossfile_style)
         t1 = time.perf_counter()
         budget = ContextBudget(s.prefix_tokens - header_tokens, s.suffix_tokens)
         ctx = build_context(doc, offset, budget, tok.count)
         t2 = time.perf_counter()
         prompt = build_prompt(tok, header + ctx.prefix, ctx.suffix, s.fim_mode)
-        fit = fit_check.for_cursor(doc, offset) if s.alternatives else NO_CHECK
         t3 = time.perf_counter()
+        fit = fit_check.for_cursor(doc, offset) if s.alternatives else NO_CHECK
+        t4 = time.perf_counter()
         deadline = (now if now is not None else time.monotonic()) + s.time_budget_ms / 1000
         return Prepared(doc.uri, ctx, prompt, s.max_new_tokens, deadline, (t2 - t1) * 1e3, (t3 - t2) * 1e3,
-                        (t1 - t0) * 1e3, tuple(snippets), fit, s.time_budget_ms / 1000 if invoked else None)
+                        (t1 - t0) * 1e3, (t4 - t3) * 1e3, tuple(snippets), fit,
+                        s.time_budget_ms / 1000 if invoked else None)
 
-    def _cross_file(self, doc: Document, offset: int, open_docs: Iterable[Document]) -> tuple[list[Snippet], str, int]:
+    def _cross_file(self, doc: Document, offset: int, open_docs: Iterable[Document],
+                    style: crossfile.Style = "code") -> tuple[list[Snippet], str, int]:
         """(snippets, header text, its tokens): other files' definitions, or nothing when off or none found.
 
         Their budget comes out of the prefix budget (at most half of it), so the prompt keeps its size; with
@@ -137,8 +142,8 @@ class CompletionCore:
         path = crossfile.uri_to_path(doc.uri)
         current = crossfile.marker(self.crossfile.display(path, path.name if path else doc.uri))
         found = self.crossfile.snippets(doc, offset, open_docs)
-        chosen = crossfile.select(found, budget, count, current, self.crossfile_style)
-        header = crossfile.render(chosen, current, self.crossfile_style)
+        chosen = crossfile.select(found, budget, count, current, style)
+        header = crossfile.render(chosen, current, style)
         return chosen, header, sum(count(line) for line in header.splitlines(keepends=True))
 
     def generate(self, prep: Prepared, cancel: threading.Event | None = None) -> Outcome:
@@ -154,7 +159,7 @@ class CompletionCore:
         if prep.restart_budget_s is not None:
             prep = dataclasses.replace(prep, deadline=max(prep.deadline, time.monotonic() + prep.restart_budget_s))
         tok = self.loaded.tokenizer
-        self.last_prompt = {"mode": prep.prompt.mode, "ids": prep.prompt.ids, "healed": prep.prompt.healed,
+        self.last_prompt = {"mode": prep.prompt.mode, "ids": prep.prompt.ids, "healed": prep.prompt.healed or None,
                             "text": render(tok, prep.prompt.ids),
                             "crossfile": [f"{s.path}:{s.line + 1}" for s in prep.snippets]}
         first = chosen = self._attempt(prep, [], frozenset(), cancel)
@@ -181,7 +186,8 @@ class CompletionCore:
         result = dataclasses.replace(first.result, ids=chosen.result.ids, stop=chosen.result.stop, decode_ms=decode_ms)
         timings = {
             "crossfile_ms": prep.crossfile_ms, "context_ms": prep.context_ms, "prompt_ms": prep.prompt_ms,
-            "prefill_ms": result.prefill_ms, "decode_ms": decode_ms, "postprocess_ms": chosen.timings["postprocess_ms"],
+            "fit_ms": prep.fit_ms, "prefill_ms": result.prefill_ms, "decode_ms": decode_ms,
+            "postprocess_ms": chosen.timings["postprocess_ms"],
         }
         return Outcome(chosen.text, chosen.raw, result, timings, tried)
 

@@ -28,12 +28,12 @@ How, per language:
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
 from lsp_server.completion.documents import Document
+from lsp_server.completion.parsing import error_nodes, python_error
 from lsp_server.completion.syntax import get_parser
 
 MAX_REGION_LINES = 400  # lines searched (and kept) above and below the cursor line
@@ -139,37 +139,3 @@ def _rows_to_next_code(after: str) -> int | None:
     if lines[0].strip():
         return 0
     return next((i for i, line in enumerate(lines) if i and line.strip()), None)
-
-
-def python_error(source: str, body_may_follow: bool = False) -> tuple[int, str] | None:
-    """(0-based row, message) of the first syntax error ``compile`` reports, or ``None`` when it compiles.
-
-    ``body_may_follow``: no code follows the cursor, so a block header there just has no body *yet*.
-    """
-    try:
-        with warnings.catch_warnings():  # e.g. "assertion is always true": the user's code, not ours to report
-            warnings.simplefilter("ignore")
-            compile(source, "<completion>", "exec", dont_inherit=True)
-    except SyntaxError as exc:
-        if exc.lineno is None or (body_may_follow and exc.msg.startswith("expected an indented block")):
-            return None
-        return exc.lineno - 1, exc.msg
-    except ValueError:  # a NUL byte in the text: not the suggestion's doing
-        return None
-    return None
-
-
-def error_nodes(language: str | None, source: str, first: int = 0, last: int | None = None) -> int:
-    """Tree-sitter ERROR / MISSING nodes that start in rows ``first..last`` (default: the whole file)."""
-    last = source.count("\n") if last is None else last
-    parser = get_parser(language)
-    if parser is None:
-        return 0
-    stack, count = [parser.parse(source.encode("utf-8", "surrogatepass")).root_node], 0
-    while stack:
-        node = stack.pop()
-        if (node.is_error or node.is_missing) and first <= node.start_point.row <= last:
-            count += 1
-        stack.extend(c for c in node.children if (c.has_error or c.is_missing)
-                     and c.start_point.row <= last and c.end_point.row >= first)
-    return count

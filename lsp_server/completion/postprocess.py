@@ -25,6 +25,7 @@ import re
 from functools import lru_cache
 
 from lsp_server.completion.context import CompletionContext
+from lsp_server.completion.text import leading_ws, width
 
 # Control-token text: everything from one of these on is not code (the model started a new section).
 _CUT_TOKENS = re.compile(r"[▁ ]?(?:<EOT>|<PRE>|<SUF>)")
@@ -107,14 +108,9 @@ def _normalise_breaks(text: str) -> str:
 
 
 # -- block shape ---------------------------------------------------------------------------------
-def _width(indent: str) -> int:
-    return len(indent.expandtabs(4))
-
-
 def _dedents(line: str, indent: str) -> bool:
     """Whether a non-blank ``line`` is indented less than ``indent`` (it belongs to an outer block)."""
-    code = line.lstrip(" \t")
-    return bool(code.strip()) and _width(line[: len(line) - len(code)]) < _width(indent)
+    return bool(line.strip()) and width(leading_ws(line)) < width(indent)
 
 
 def _cut_at_dedent(lines: list[str], indent: str) -> list[str]:

@@ -1,8 +1,8 @@
 """Tree-sitter grammars for the languages we complete, and the few tree queries the context needs.
 
-Why a registry of our own: the per-language wheels (``tree-sitter-python`` ...) work offline and
-each exposes a ``language()`` capsule; we map LSP language ids (and file extensions, for the CLI which
-only has a path) onto them.  A language without a grammar is not an error: callers get ``None`` and
+Why: the per-language wheels (``tree-sitter-python`` ...) work offline and each exposes a ``language()``
+capsule; ``languages.LANGUAGES`` maps LSP language ids (and file extensions, for the CLI which only has a
+path) onto them.  A language without a grammar is not an error: callers get ``None`` and
 fall back to plain line windows and textual rules.
 
 Coordinates: every function here takes tree-sitter coordinates, i.e. UTF-8 byte offsets and points
@@ -19,74 +19,31 @@ import importlib
 import logging
 import threading
 from functools import cache
-from pathlib import PurePath
 
 from tree_sitter import Language, Node, Parser, Tree
 
+from lsp_server.completion.languages import (
+    ATTACHED_TYPES,
+    COMMENT_TYPES,
+    CONTAINER_TYPES,
+    LANGUAGES,
+    STRING_TYPES,
+)
+from lsp_server.completion.languages import language_for_path as language_for_path  # its old home
+
 log = logging.getLogger(__name__)
 
-# LSP language id -> (wheel module, function returning the language capsule).
-_GRAMMARS: dict[str, tuple[str, str]] = {
-    "python": ("tree_sitter_python", "language"),
-    "javascript": ("tree_sitter_javascript", "language"),
-    "javascriptreact": ("tree_sitter_javascript", "language"),  # the JS grammar parses JSX
-    "typescript": ("tree_sitter_typescript", "language_typescript"),
-    "typescriptreact": ("tree_sitter_typescript", "language_tsx"),
-    "go": ("tree_sitter_go", "language"),
-    "rust": ("tree_sitter_rust", "language"),
-    "java": ("tree_sitter_java", "language"),
-    "c": ("tree_sitter_c", "language"),
-    "cpp": ("tree_sitter_cpp", "language"),
-}
-
-SUPPORTED_LANGUAGES: frozenset[str] = frozenset(_GRAMMARS)
-
-_EXTENSIONS: dict[str, str] = {
-    ".py": "python", ".pyi": "python", ".pyw": "python",
-    ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascriptreact",
-    ".ts": "typescript", ".mts": "typescript", ".cts": "typescript", ".tsx": "typescriptreact",
-    ".go": "go", ".rs": "rust", ".java": "java",
-    ".c": "c", ".h": "c",
-    ".cc": "cpp", ".cpp": "cpp", ".cxx": "cpp", ".c++": "cpp",
-    ".hh": "cpp", ".hpp": "cpp", ".hxx": "cpp", ".h++": "cpp", ".ipp": "cpp",
-}  # fmt: skip
-
-# Node types (across the grammars above) whose inside is a comment or a string literal.
-COMMENT_TYPES: frozenset[str] = frozenset({"comment", "line_comment", "block_comment", "doc_comment"})
-STRING_TYPES: frozenset[str] = frozenset({
-    "string", "string_content", "string_fragment", "template_string",              # python, js/ts
-    "string_literal", "raw_string_literal", "raw_string_content", "char_literal",  # rust, c, c++
-    "interpreted_string_literal", "interpreted_string_literal_content",             # go
-    "raw_string_literal_content", "rune_literal",                                   # go
-    "character_literal", "text_block", "multiline_string_fragment",                # java
-    "system_lib_string",                                                            # c #include <...>
-})  # fmt: skip
-
-
+SUPPORTED_LANGUAGES: frozenset[str] = frozenset(LANGUAGES)
 _LITERAL_TYPES = COMMENT_TYPES | STRING_TYPES
-# Nodes whose children are statements or declarations: the suffix window ends only between such children.
-CONTAINER_TYPES: frozenset[str] = frozenset({
-    "module", "program", "source_file", "translation_unit",                       # whole files
-    "block", "statement_block", "statement_list", "compound_statement",             # bodies
-    "class_body", "interface_body", "enum_body", "constructor_body", "switch_body",  # java, js/ts
-    "switch_block", "declaration_list", "field_declaration_list",                   # java, rust, c/c++
-    "ERROR",  # error recovery flattens statements into an ERROR node
-})  # fmt: skip
-# Nodes that belong to the node after them: a window never ends right after one.
-_ATTACHED_TYPES: frozenset[str] = COMMENT_TYPES | {"decorator", "attribute_item", "annotation", "marker_annotation"}
-
-
-def language_for_path(path: str) -> str | None:
-    """The LSP language id for a file name, from its extension; ``None`` when unknown."""
-    return _EXTENSIONS.get(PurePath(path).suffix.lower())
 
 
 @cache
 def get_language(language_id: str | None) -> Language | None:
     """The grammar for an LSP language id, or ``None`` (unknown id, or its wheel is missing)."""
-    if language_id not in _GRAMMARS:
+    facts = LANGUAGES.get(language_id or "")
+    if facts is None:
         return None
-    module_name, function = _GRAMMARS[language_id]
+    module_name, function = facts.grammar
     try:
         module = importlib.import_module(module_name)
         return Language(getattr(module, function)())
@@ -158,7 +115,7 @@ def last_boundary_row(tree: Tree, hi_row: int, min_row: int) -> int | None:
         if node is None:
             return None
         before = node.prev_named_sibling if container else None
-        while before is not None and before.type in _ATTACHED_TYPES:
+        while before is not None and before.type in ATTACHED_TYPES:
             before = before.prev_named_sibling
         if before is not None and min_row <= _end_row(before) <= hi_row:
             return _end_row(before)

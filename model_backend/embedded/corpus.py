@@ -11,7 +11,7 @@ Sources, in this order (first copy wins when identical files appear twice):
 1. the standard library (PSF licence), ``site-packages`` excluded, test folders dropped: they hold
    deliberately malformed files, Python 2 syntax and encoding torture tests;
 2. distributions installed in this venv, then each ``pip install --target`` folder under
-   ``/work/corpus-src`` (see ``CORPUS.md`` for the exact command), licence read from their metadata.
+   ``corpus-src`` beside the checkout (see ``CORPUS.md`` for the exact command), licence read from their metadata.
 
 Test folders of third-party packages are kept: they are ordinary pytest code, which users write too.
 Vendored folders (``_vendor``, ``externals``, ``third_party`` ...) are dropped: their licence is not the
@@ -34,6 +34,7 @@ import hashlib
 import importlib.metadata as md
 import json
 import lzma
+import os
 import re
 import sys
 import sysconfig
@@ -46,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_EXTRA_ROOT = Path("/work/corpus-src")
+DEFAULT_EXTRA_ROOT = REPO_ROOT.parent / "corpus-src"
 DEFAULT_CORPUS_MD = Path(__file__).parent / "CORPUS.md"
 
 MAX_FILE_BYTES = 300_000
@@ -70,7 +71,7 @@ class ForbiddenSourceError(RuntimeError):
 
 
 def _forbidden_roots() -> list[Path]:
-    roots = {Path("/work/shared/data"), REPO_ROOT.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"}
+    roots = {REPO_ROOT.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"}
     return [r.resolve() for r in roots]
 
 
@@ -480,7 +481,9 @@ def pip_command(stats: list[SourceStats], extra_root: Path) -> str:
 def write_corpus_md(
     path: Path, stats: list[SourceStats], rejected: list[Rejected], out: Path, size: int, cap: int, extra_root: Path
 ) -> None:
-    """The record of what the corpus holds, under which licences, and how to rebuild it."""
+    """The record of what the corpus holds, under which licences, and how to rebuild it (paths relative to the
+    repository, where the commands run: the record is committed and must not carry this machine's layout)."""
+    extra_root = Path(os.path.relpath(extra_root.resolve(), REPO_ROOT))
     files = sum(s.files for s in stats)
     chars = sum(s.chars for s in stats)
     rows = "\n".join(

@@ -79,6 +79,13 @@ TOKENIZER_CONFIG = {
 Sample = tuple[list[int], int]  # token ids, index of the first token that is a loss target
 
 
+def portable(text: str) -> str:
+    """``text`` with this venv's and this checkout's absolute paths as ``<venv>/...`` and repository-relative ones:
+    ``training.json`` ships in the package and must not carry the training machine's layout."""
+    repo = str(Path(__file__).resolve().parents[2])
+    return text.replace(sys.prefix, "<venv>").replace(repo + os.sep, "").replace(repo, ".")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--corpus", type=Path, default=Path("data/corpus.jsonl.xz"))
@@ -445,12 +452,13 @@ def main(argv: list[str] | None = None) -> None:
 
     def info(status: str, results: dict[str, float], samples: dict[str, str]) -> dict[str, Any]:
         return {
-            "status": status, "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "status": status,
+            "settings": {k: portable(str(v)) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "seed": args.seed, "steps": step, "tokens_seen": int(tokens_seen), "parameters": n_params,
             "results": results, "demo": samples,
             "corpus": corpus, "torch": torch.__version__, "transformers": transformers.__version__,
             "device": torch.cuda.get_device_name() if cuda else f"cpu ({os.cpu_count()} cores)",
-            "command": " ".join([sys.executable, "-m", "model_backend.embedded.train", *sys.argv[1:]]),
+            "command": portable(" ".join([sys.executable, "-m", "model_backend.embedded.train", *sys.argv[1:]])),
             "elapsed_s": round(time.time() - t0, 1),
         }
 

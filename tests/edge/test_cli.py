@@ -43,3 +43,12 @@ def test_complete_reports_a_bad_location_clearly(tmp_path: Path) -> None:
     assert done.returncode == 2 and "line 9 is past the end of the file (2 lines)" in done.stderr
     done = run(f"{src}:1:40")
     assert done.returncode == 2 and "past the end" in done.stderr
+
+
+def test_complete_rejects_settings_that_are_not_a_json_object(tmp_path: Path) -> None:
+    src = tmp_path / "x.py"
+    src.write_text("x = 1\n")
+    for bad in ("not json", "[1, 2]"):
+        done = run(f"{src}:1:1", "--settings", bad)
+        assert done.returncode == 2, done.stderr
+        assert "--settings must be a JSON object" in done.stderr and "Traceback" not in done.stderr

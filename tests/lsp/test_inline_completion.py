@@ -95,14 +95,16 @@ async def test_utf16_positions_with_emoji_cjk_and_tabs(client: LanguageClient) -
     text = 'def greet():\n\tmsg = "😀 你好 😀"  # comment\n\treturn msg\n'
     buf = Buffer(client, "file:///work/emoji.py", text)
     client.workspace_did_change_configuration(lsp.DidChangeConfigurationParams(settings={"fimMode": "psm"}))
-    cursor = text.index("你好") + 2  # after the CJK word, between a space and an emoji
-    buf.insert(cursor, "世界")  # an edit whose range is in UTF-16 units past a surrogate pair
-    cursor += 2
-    await buf.complete(cursor)
-    prompt = as_dict(await request(client, "codellama/lastPrompt"))
-    assert prompt["mode"] == "psm"
-    assert prompt["text"].endswith(f"▁<PRE> {buf.text[:cursor]}▁<SUF>{buf.text[cursor:]}▁<MID>")
-    client.workspace_did_change_configuration(lsp.DidChangeConfigurationParams(settings={"fimMode": "auto"}))
+    try:  # a failure here must not leave the later tests in PSM mode
+        cursor = text.index("你好") + 2  # after the CJK word, between a space and an emoji
+        buf.insert(cursor, "世界")  # an edit whose range is in UTF-16 units past a surrogate pair
+        cursor += 2
+        await buf.complete(cursor)
+        prompt = as_dict(await request(client, "codellama/lastPrompt"))
+        assert prompt["mode"] == "psm"
+        assert prompt["text"].endswith(f"▁<PRE> {buf.text[:cursor]}▁<SUF>{buf.text[cursor:]}▁<MID>")
+    finally:
+        client.workspace_did_change_configuration(lsp.DidChangeConfigurationParams(settings={"fimMode": "auto"}))
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -143,12 +145,34 @@ async def test_cancel_request_is_answered_and_decoding_stops(client: LanguageCli
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_result_for_an_older_version_is_not_returned(client: LanguageClient) -> None:
-    buf = Buffer(client, "file:///work/stale.py", SOURCE + "\n\ndef report(counts):\n    ")
+    text = SOURCE + "\n\ndef report(counts):\n    "
+    unedited = await Buffer(client, "file:///work/stale_reference.py", text).complete()
+    assert unedited is not None and unedited.items, "the model suggests nothing here even without an edit"
+    buf = Buffer(client, "file:///work/stale.py", text)
+    before = as_dict(await request(client, "codellama/stats"))
     pending = asyncio.ensure_future(buf.complete())
     await asyncio.sleep(0)
     buf.insert(0, "# edited while the model was thinking\n")  # moves every line: the old range would be wrong
     result = await pending
+    after = as_dict(await request(client, "codellama/stats"))
     assert result is not None and not result.items
+    # empty because the answer was for an older version (the same text unedited gets one), not for another reason
+    assert after["stale"] - before["stale"] == 1
+    assert after["superseded"] == before["superseded"] and after["errors"] == before["errors"]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_last_prompt_healed_is_the_backed_off_text_or_null(client: LanguageClient) -> None:
+    """``healed`` has one type: the text token healing took off the prefix's end, or null when none."""
+    typing = Buffer(client, "file:///work/healed.py", SOURCE + "\n\ndef tally(counts):\n    return len(cou")
+    await typing.complete()
+    prompt = as_dict(await request(client, "codellama/lastPrompt"))
+    assert prompt["mode"] == "spm" and isinstance(prompt["healed"], str) and prompt["healed"]
+    assert typing.text.endswith(prompt["healed"])  # the word being typed (here "cou"), backed off
+    line_start = Buffer(client, "file:///work/not_healed.py", SOURCE + "\n\nx = 1\n")
+    await line_start.complete()
+    prompt = as_dict(await request(client, "codellama/lastPrompt"))
+    assert prompt["mode"] == "spm" and prompt["healed"] is None
 
 
 @pytest.mark.asyncio(loop_scope="module")

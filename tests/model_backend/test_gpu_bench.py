@@ -21,6 +21,7 @@ def test_smoke_run_on_cpu_reports_everything_and_the_engine_paths_agree(tmp_path
     assert report == json.loads(json.dumps(returned))
     assert report["errors"] == []
     assert report["device"] == "cpu" and report["quantization"] == "none" and report["smoke"] is True
+    assert report["projection_type"] == "Linear"  # unquantised on CPU (NF4 on CUDA shows Linear4bit)
     assert report["config"]["vocab_size"] == 32016 and report["prompt_tokens"] == gpu_bench.SMOKE.prompt_tokens
     for key in ("checkpoint", "load", "total"):
         assert key in report["seconds"]

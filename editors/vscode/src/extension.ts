@@ -63,7 +63,7 @@ interface LastPrompt {
     text?: string;
     ids?: number[];
     mode?: string;
-    healed?: boolean;
+    healed?: string | null; // the text token healing backed off, null when none
     crossfile?: string[];
 }
 

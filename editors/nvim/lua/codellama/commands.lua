@@ -72,7 +72,8 @@ function M.last_prompt()
       return
     end
     local lines = {
-      ('mode: %s  healed: %s  tokens: %d'):format(result.mode, tostring(result.healed), #(result.ids or {})),
+      ('mode: %s  healed: %s  tokens: %d'):format(result.mode,
+        type(result.healed) == 'string' and vim.inspect(result.healed) or 'none', #(result.ids or {})),
       'crossfile: ' .. table.concat(result.crossfile or {}, ', '),
       string.rep('-', 60),
     }
