@@ -145,7 +145,12 @@ def stats(ls: CodeLlamaServer, params: Any) -> dict[str, Any]:
         "name": loaded.name, "device": loaded.device.type, "dtype": str(loaded.dtype).removeprefix("torch."),
         "quantization": loaded.quantization, "load_ms": round(loaded.load_ms, 1),
     }
-    data["model_state"] = "ready" if loaded else ("error" if ls.core.load_error else "loading")
+    backend = ls.core.backend
+    if backend is not None and loaded is None:  # a remote engine: what it serves (never the key or its variable)
+        data["model"] = {"name": getattr(backend, "engine_model", ""), "backend": getattr(backend, "kind", ""),
+                         "endpoint": ls.core.settings.endpoint}
+    data["backend"] = ls.core.settings.backend
+    data["model_state"] = "ready" if backend is not None else ("error" if ls.core.load_error else "loading")
     data["model_error"] = ls.core.load_error
     data["recent_stops"] = [{"uri": uri, "stop": stop} for uri, stop in list(ls.core.recent_stops)]
     return data

@@ -127,8 +127,7 @@ class CodeLlamaServer(LanguageServer):
 
         def job() -> str:
             try:
-                loaded = self.core.load(progress)
-                return f"{loaded.name} on {loaded.device.type} ({loaded.load_ms:.0f} ms)"
+                return self.core.load(progress)
             except (ModelLoadError, EngineError) as exc:
                 self.core.load_error = f"model not loaded: {exc}"
                 raise

@@ -25,8 +25,9 @@ from lsp_server.completion.prompts import Prompt, build_prompt, render, strip_he
 from lsp_server.settings import Settings
 from model_backend.engine import Engine
 from model_backend.errors import ServiceError
-from model_backend.generation import EngineError, GenerationRequest, GenerationResult
-from model_backend.loading import LoadedModel, LoadSpec, Progress, load
+from model_backend.generation import Backend, EngineError, GenerationRequest, GenerationResult
+from model_backend.loading import LoadedModel, LoadSpec, ModelLoadError, Progress, load, resolve_path
+from model_backend.tokenization import CodeLlamaTokenizer, TokenizerError, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +70,27 @@ class CompletionCore:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.loaded: LoadedModel | None = None
+        self.loaded: LoadedModel | None = None  # the local model (backend "local"); its facts go into stats
         self.engine: Engine | None = None
+        self.tokenizer: CodeLlamaTokenizer | None = None  # builds every prompt, whichever backend generates
+        self.backend: Backend | None = None  # the local Engine, or a remote engine (model_backend/remote)
+        self.described = ""  # what answers, for the user: "embedded on cpu", "llama.cpp at http://..."
         self.load_error: str | None = None
         self.last_prompt: dict[str, object] = {}
         self.recent_stops: deque[tuple[str, str]] = deque(maxlen=16)  # (uri, why decoding ended), by the worker
         self.crossfile = CrossFile()  # workspace folders, parsed other files, recent edits (event loop only)
 
     # -- model lifetime (worker thread) ----------------------------------------------------------
-    def load(self, progress: Progress | None = None) -> LoadedModel:
-        """Load the configured model and warm the engine up; raises ``ModelLoadError`` with the fix."""
+    def load(self, progress: Progress | None = None) -> str:
+        """Load the configured model and warm the engine up, or reach and check the remote engine; returns what
+        answers now, in words.  Raises ``ModelLoadError`` (or ``EngineError``) with the fix."""
         s = self.settings
-        self.loaded, self.engine, self.load_error = None, None, None
+        old = self.backend
+        self.loaded, self.engine, self.tokenizer, self.backend, self.load_error = None, None, None, None, None
+        if old is not None and hasattr(old, "close"):
+            old.close()
+        if s.backend != "local":
+            return self._load_remote(progress)
         loaded = load(LoadSpec(s.model, s.quantization, s.device, s.dtype, s.threads), progress)
         engine = Engine(loaded.model, s.context_window, reuse_cache=s.cache_reuse, decode=s.decode,
                         vocab_limit=loaded.tokenizer.vocab_size)
@@ -88,8 +98,43 @@ class CompletionCore:
             graphs = engine.static is not None and engine.static.use_graphs
             progress("warming up (capturing CUDA graphs)" if graphs else "warming up", 90)
         engine.warm_up(loaded.tokenizer.bos_id)  # a prefill and a decode; on CUDA every decode graph captured
-        self.loaded, self.engine = loaded, engine
-        return loaded
+        self.loaded, self.engine, self.tokenizer, self.backend = loaded, engine, loaded.tokenizer, engine
+        self.described = f"{loaded.name} on {loaded.device.type} ({loaded.load_ms:.0f} ms)"
+        return self.described
+
+    def _load_remote(self, progress: Progress | None) -> str:
+        """Tokenizer here, generation there: load ``tokenizer`` (default ``model``) and check the engine.
+
+        An engine that cannot be reached yet does not fail the load: the first completions say so once and come
+        back empty, and it is tried again with backoff until it answers (no restart needed).  A vocabulary that
+        differs from ours does fail it: no prompt we build would mean the same to that model.
+        """
+        from model_backend import remote
+
+        s = self.settings
+        if not s.endpoint:
+            raise ModelLoadError(f"backend {s.backend!r} needs the `endpoint` setting (the engine's base URL)")
+        report = progress or (lambda message, percent: None)
+        report("loading tokenizer", 10)
+        name = s.tokenizer or s.model
+        try:
+            tok = load_tokenizer(resolve_path(name))
+            tok.require_fim()
+        except TokenizerError as exc:
+            raise ModelLoadError(str(exc)) from exc
+        label = name or "the embedded model's tokenizer"
+        backend = remote.connect(s.backend, s.endpoint, tok, label, s.api_key_env, s.request_timeout_ms)
+        report(f"reaching {s.backend} at {s.endpoint}", 40)
+        try:
+            backend.check()
+        except remote.RemoteError as exc:
+            if not exc.transient:
+                backend.close()
+                raise
+            log.warning("engine not ready yet (retried with backoff): %s", exc)
+        self.tokenizer, self.backend = tok, backend
+        self.described = f"{s.backend} at {s.endpoint}" + (f" ({backend.engine_model})" if backend.engine_model else "")
+        return self.described
 
     def apply_settings(self, settings: Settings) -> None:
         """New settings for the next request (the caller reloads the model when needed)."""
@@ -108,9 +153,9 @@ class CompletionCore:
         leaves it with nothing.  ``crossfile_style`` lays out other files' definitions (the server always uses
         code; ``benchmarks.crossfile_eval`` measures the alternative).
         """
-        if self.loaded is None:
+        if self.tokenizer is None:
             raise NotReadyError(self.load_error or "the model is still loading")
-        tok = self.loaded.tokenizer
+        tok = self.tokenizer
         s = self.settings
         t0 = time.perf_counter()
         snippets, header, header_tokens = self._cross_file(doc, offset, open_docs, crossfile_style)
@@ -135,9 +180,9 @@ class CompletionCore:
         nothing found the prompt is exactly the one without cross-file context.
         """
         s = self.settings
-        if not s.cross_file_context or self.loaded is None:
+        if not s.cross_file_context or self.tokenizer is None:
             return [], "", 0
-        count = self.loaded.tokenizer.count
+        count = self.tokenizer.count
         budget = min(s.cross_file_tokens, s.prefix_tokens // 2)
         path = crossfile.uri_to_path(doc.uri)
         current = crossfile.marker(self.crossfile.display(path, path.name if path else doc.uri))
@@ -154,11 +199,11 @@ class CompletionCore:
         is reused, so only the new answer is decoded) with the answer's first code token excluded, keeping
         its leading whitespace.  The first that fits is shown; if none does, the first answer is.
         """
-        if self.loaded is None or self.engine is None:
+        if self.tokenizer is None or self.backend is None:
             raise NotReadyError(self.load_error or "the model is still loading")
         if prep.restart_budget_s is not None:
             prep = dataclasses.replace(prep, deadline=max(prep.deadline, time.monotonic() + prep.restart_budget_s))
-        tok = self.loaded.tokenizer
+        tok = self.tokenizer
         self.last_prompt = {"mode": prep.prompt.mode, "ids": prep.prompt.ids, "healed": prep.prompt.healed or None,
                             "text": render(tok, prep.prompt.ids),
                             "crossfile": [f"{s.path}:{s.line + 1}" for s in prep.snippets]}
@@ -194,8 +239,10 @@ class CompletionCore:
     def _attempt(self, prep: Prepared, forced: list[int], exclude: frozenset[int],
                  cancel: threading.Event | None) -> Outcome:
         """One answer: the prompt plus ``forced`` ids, the next token not one of ``exclude``; post-processed."""
-        assert self.loaded is not None and self.engine is not None
-        tok, engine = self.loaded.tokenizer, self.engine
+        assert self.tokenizer is not None and self.backend is not None
+        tok, engine = self.tokenizer, self.backend
+        done = tok.decode_middle(forced) if forced else ""
+        heal = prep.prompt.healed[len(done):] if prep.prompt.healed.startswith(done) else ""
         req = GenerationRequest(
             prompt_ids=prep.prompt.ids + forced,
             max_new_tokens=max(1, prep.max_new_tokens - len(forced)),
@@ -205,6 +252,7 @@ class CompletionCore:
             deadline=prep.deadline,
             cancel=cancel,
             exclude_first=exclude,
+            text_prefix=heal,
         )
         try:
             result = engine.generate(req)
@@ -229,8 +277,8 @@ class CompletionCore:
 
     def _branch_point(self, prep: Prepared, ids: list[int]) -> int:
         """Index of the answer's first token with code in it (the leading whitespace, the indentation, is kept)."""
-        assert self.loaded is not None
-        tok = self.loaded.tokenizer
+        assert self.tokenizer is not None
+        tok = self.tokenizer
         for i in range(len(ids)):
             text = strip_healed(prep.prompt, tok.decode_middle(ids[:i + 1]))
             if text is None or text.strip():
@@ -239,10 +287,10 @@ class CompletionCore:
 
     def _choice_at(self, result: GenerationResult, branch: int) -> set[int]:
         """What the answer chose at ``branch``: its token there, the stop tokens if it ended there, else nothing."""
-        assert self.loaded is not None
+        assert self.tokenizer is not None
         if len(result.ids) > branch:
             return {result.ids[branch]}
-        return set(self.loaded.tokenizer.stop_ids()) if result.stop == "eos" else set()
+        return set(self.tokenizer.stop_ids()) if result.stop == "eos" else set()
 
     @staticmethod
     def _out_of_time(prep: Prepared, cancel: threading.Event | None) -> bool:
@@ -250,8 +298,8 @@ class CompletionCore:
 
     def _stop_rule(self, prep: Prepared, forced: list[int]) -> Callable[[list[int]], bool]:
         """Post-processing's early stop, on the text decoded so far (``forced`` ids first, healed prefix removed)."""
-        assert self.loaded is not None
-        tok = self.loaded.tokenizer
+        assert self.tokenizer is not None
+        tok = self.tokenizer
 
         def should_stop(ids: list[int]) -> bool:
             text = strip_healed(prep.prompt, tok.decode_middle(forced + ids))
