@@ -90,7 +90,9 @@ class RemoteBackend:
         try:
             self._check()
         except RemoteError as exc:
-            raise self.conn.failed(exc) if exc.transient else exc
+            if exc.transient:
+                self.conn.failed(exc)
+            raise
         self.checked = True
         self.conn.succeeded()
 
@@ -103,7 +105,9 @@ class RemoteBackend:
                 self.checked = True
             result = self._generate(req)
         except RemoteError as exc:
-            raise self.conn.failed(exc) if exc.transient else exc
+            if exc.transient:
+                self.conn.failed(exc)
+            raise
         self.conn.succeeded()
         return result
 
