@@ -1,7 +1,8 @@
 """Write the settings that users read from the one source, ``lsp_server.settings.Settings``.
 
-Four places show the server's settings to a user: the VS Code extension's ``package.json`` (its settings UI),
-``editors/vscode/src/serverKeys.ts`` (which of them the extension sends), the Neovim help and the README table.
+Five places show the server's settings to a user: the VS Code extension's ``package.json`` (its settings UI),
+``editors/vscode/src/serverKeys.ts`` (which of them the extension sends) and its README, the Neovim help and the
+README table.
 Written by hand they drifted, so they are generated: ``python scripts/gen_settings.py`` rewrites them, and
 ``--check`` only compares, exits 1 and names each file that differs (tests/edge/test_settings_sources.py runs it).
 """
@@ -25,6 +26,7 @@ PACKAGE_JSON = "editors/vscode/package.json"
 SERVER_KEYS_TS = "editors/vscode/src/serverKeys.ts"
 NVIM_HELP = "editors/nvim/doc/codellama.txt"
 README = "README.md"
+VSCODE_README = "editors/vscode/README.md"
 
 # VS Code settings that belong to the extension alone (the server never reads them); kept as written.
 VSCODE_CLIENT_KEYS = ("pythonPath", "languages", "trigger", "trace.server")
@@ -173,6 +175,18 @@ def readme_section() -> list[str]:
     return lines
 
 
+def vscode_readme_section() -> list[str]:
+    """The extension README's table of the server settings it offers (those in package.json)."""
+    lines = [README_BEGIN, "| Setting | Default | What it does |", "|---|---|---|"]
+    for name, info, default in _settings():
+        if _in_vscode(info):
+            shown = '""' if default is None else _json(default)
+            row = [f"`codellama.{camel(name)}`", f"`{shown}`", _doc(info, choices=True)]
+            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    lines.append(README_END)
+    return lines
+
+
 def _between(text: str, begin: str, end: str, section: list[str], where: str) -> str:
     """``text`` with the lines from ``begin`` to ``end`` (both included) replaced by ``section``."""
     lines = text.split("\n")
@@ -187,6 +201,7 @@ TARGETS: dict[str, Callable[[str], str]] = {
     SERVER_KEYS_TS: server_keys_ts,
     NVIM_HELP: lambda text: _between(text, HELP_BEGIN, HELP_END, help_section(), NVIM_HELP),
     README: lambda text: _between(text, README_BEGIN, README_END, readme_section(), README),
+    VSCODE_README: lambda text: _between(text, README_BEGIN, README_END, vscode_readme_section(), VSCODE_README),
 }
 
 
