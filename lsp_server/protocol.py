@@ -512,7 +512,8 @@ class Edge:
         if method == lsp.WORKSPACE_EXECUTE_COMMAND:
             command = getattr(structured.params, "command", None)
             if command not in protocol.fm.commands:
-                raise RpcError(INVALID_PARAMS, f"invalid params: unknown command {command!r}")
+                known = ", ".join(sorted(protocol.fm.commands))
+                raise RpcError(INVALID_PARAMS, f"invalid params: command {command!r} is not defined (known: {known})")
         if method == lsp.INITIALIZE:
             self.initialized = True
         elif method == lsp.SHUTDOWN:
