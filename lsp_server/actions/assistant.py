@@ -23,9 +23,12 @@ from pathlib import Path
 from lsp_server.actions import instruct
 from lsp_server.completion.core import CompletionCore, NotReadyError
 from lsp_server.completion.prompts import render
+from model_backend import remote
 from model_backend.engine import Engine
-from model_backend.generation import EngineError, GenerationRequest
+from model_backend.generation import Backend, EngineError, GenerationRequest
 from model_backend.loading import LoadedModel, LoadSpec, ModelLoadError, load, resolve_path
+from model_backend.remote import RemoteBackend
+from model_backend.tokenization import CodeLlamaTokenizer
 
 log = logging.getLogger(__name__)
 STREAM_EVERY = 8  # tokens between streamed partial answers (progress messages)
@@ -82,6 +85,7 @@ class Assistant:
     def __init__(self, core: CompletionCore) -> None:
         self.core = core
         self._own: tuple[LoadSpec, LoadedModel, Engine] | None = None  # worker thread only
+        self._remote_own: tuple[str, RemoteBackend] | None = None  # instructEndpoint's engine (worker thread only)
         self._hints: dict[str | None, bool] = {}
 
     # -- event loop ------------------------------------------------------------------------------
@@ -116,20 +120,47 @@ class Assistant:
             raise NotReadyError(self.core.load_error or "the model is still loading")
         return self.core.loaded, self.core.engine
 
+    def _answerer(self) -> tuple[str, bool, CodeLlamaTokenizer, Backend, int]:
+        """(model name, instruction-tuned?, tokenizer, backend, context) of whatever answers the action."""
+        s = self.core.settings
+        if s.backend != "local":
+            return self._remote()
+        loaded, engine = self._model()
+        tuned = is_instruction_tuned(s.instruct_model or s.model, loaded.path)
+        return loaded.name, tuned, loaded.tokenizer, engine, engine.max_context
+
+    def _remote(self) -> tuple[str, bool, CodeLlamaTokenizer, Backend, int]:
+        """A remote backend: the completion engine, or ``instructEndpoint``'s (same kind, same tokenizer: Code
+        Llama - Instruct shares the base model's vocabulary; checked like the completion engine)."""
+        s = self.core.settings
+        tok, backend = self.core.tokenizer, self.core.backend
+        if tok is None or not isinstance(backend, RemoteBackend):
+            raise NotReadyError(self.core.load_error or "the engine is still being reached")
+        if s.instruct_endpoint and s.instruct_endpoint != s.endpoint:
+            if self._remote_own is None or self._remote_own[0] != s.instruct_endpoint:
+                if self._remote_own is not None:
+                    self._remote_own[1].close()
+                other = remote.connect(s.backend, s.instruct_endpoint, tok, s.tokenizer or s.model or "embedded",
+                                       s.api_key_env, s.request_timeout_ms)
+                self._remote_own = (s.instruct_endpoint, other)
+            backend = self._remote_own[1]
+            if not backend.checked:
+                backend.check()
+        name = backend.engine_model or str(s.instruct_endpoint or s.endpoint)
+        return name, "instruct" in name.lower(), tok, backend, backend.max_context or s.context_window
+
     def run(self, job: Job, on_text: OnText | None = None, cancel: threading.Event | None = None) -> Answer:
         """Build the prompt for the answering model's tokenizer and decode greedily (worker thread)."""
         t0 = time.perf_counter()
         try:
-            loaded, engine = self._model()
+            name, tuned, tok, engine, max_context = self._answerer()
         except (ModelLoadError, EngineError, NotReadyError) as exc:
             if self.core.settings.instruct_model:
                 why = str(exc).replace("the `model` setting", "the `instructModel` setting")
                 return Answer("", "error", error=f"instructModel {self.core.settings.instruct_model!r}: {why}")
             return Answer("", "error", error=f"the model is not available: {exc}")
-        tuned = is_instruction_tuned(self.core.settings.instruct_model or self.core.settings.model, loaded.path)
-        answer = Answer("", "refused", loaded.name, tuned)
-        tok = loaded.tokenizer
-        answer.budget = budget = min(job.budget, engine.max_context - job.max_new_tokens - 1)
+        answer = Answer("", "refused", name, tuned)
+        answer.budget = budget = min(job.budget, max_context - job.max_new_tokens - 1)
         try:
             prompt = instruct.build_prompt(tok, job.task, job.selection, budget, job.instruction)
         except instruct.PromptError as exc:
