@@ -198,9 +198,9 @@ async def test_explain_streams_progress_and_says_the_model_is_not_instruction_tu
     assert len(reports[0].message or "") < len(reports[-1].message)  # it grows as it is generated
     last = (await stats(client))["last_action"]
     assert last["command"] == "codellama.explain" and last["stop"] == "max_tokens"
+    assert last["generated_tokens"] == 48 and last["instruction_tuned"] is False
     prompt = as_dict(await request(client, "codellama/lastPrompt"))
     assert prompt["mode"] == "instruct" and prompt["healed"] is None  # nothing healed: null, as for completions
-    assert last["generated_tokens"] == 48 and last["instruction_tuned"] is False
 
 
 # A frozen copy of lsp_server/stats.py as it was when the two cases below were found (greedy decoding of the
