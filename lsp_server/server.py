@@ -177,21 +177,24 @@ class CodeLlamaServer(LanguageServer):
         before, after = doc.text[:offset], doc.text[offset:]
         ticket = self.scheduler.ticket(doc.uri)
         try:
-            rest = self.typeahead.lookup(doc.uri, before, after)
-            if rest is not None:
+            # Typed-ahead rests answer at once; an invoked request (the user cycling) asks the model for more.
+            rests = self.typeahead.lookup(doc.uri, before, after)
+            if rests and not invoked:
                 self.stats.typed_ahead_hits += 1
-                return self._answer(rest, position, after, received)
+                return self._answer(rests, position, after, received)
             outcome = await self._run_model(doc, offset, ticket, invoked)
-            if outcome is None:
-                return self._empty()
+            if outcome is None:  # superseded before it ran, or no model: what was typed ahead still stands
+                return self._answer(rests, position, after, received) if rests and not ticket.superseded \
+                    else self._empty()
             if ticket.superseded or version != self._version_now(doc):
                 self.stats.superseded += ticket.superseded
                 self.stats.stale += not ticket.superseded
                 return self._empty()
-            if outcome.text is None:
+            texts = list(dict.fromkeys([*rests, *outcome.texts]))[:self.core.settings.suggestions]
+            if not texts:
                 return self._empty()
-            self.typeahead.remember(doc.uri, before, after, outcome.text)
-            return self._answer(outcome.text, position, after, received)
+            self.typeahead.remember(doc.uri, before, after, texts)
+            return self._answer(texts, position, after, received)
         except asyncio.CancelledError:
             self.stats.cancelled += 1
             raise
@@ -213,7 +216,8 @@ class CodeLlamaServer(LanguageServer):
             self.tell(str(exc), lsp.MessageType.Error)
             return None
         try:
-            outcome = await self.scheduler.run(ticket, lambda: self.core.generate(prepared, ticket.cancel))
+            want = self.core.settings.suggestions if invoked else 1  # extra suggestions only when asked for
+            outcome = await self.scheduler.run(ticket, lambda: self.core.generate(prepared, ticket.cancel, want))
         except EngineError as exc:
             self.stats.errors += 1
             self.tell(f"completion failed: {exc}")
@@ -229,18 +233,21 @@ class CodeLlamaServer(LanguageServer):
         log.info("completion %s", self.stats.last)
         return outcome
 
-    def _answer(self, text: str, position: lsp.Position, after: str, received: float) -> lsp.InlineCompletionList:
-        """One item at the cursor.  When only whitespace follows the cursor on its line and the suggestion
-        starts with it (column 0 of an indented blank line), the range covers that whitespace, so accepting
-        gives the indentation once instead of the suggestion's indentation plus the line's."""
+    def _answer(self, texts: list[str], position: lsp.Position, after: str,
+                received: float) -> lsp.InlineCompletionList:
+        """One item per suggestion at the cursor, the shown one first.  When only whitespace follows the cursor
+        on its line and a suggestion starts with it (column 0 of an indented blank line), its range covers that
+        whitespace, so accepting gives the indentation once instead of the suggestion's plus the line's."""
         self.stats.completions += 1
         self.stats.latencies_ms.append((time.monotonic() - received) * 1e3)
         rest_of_line = after.split("\n", 1)[0].rstrip("\r")
-        end = position
-        if rest_of_line and not rest_of_line.strip() and text.startswith(rest_of_line):
-            end = lsp.Position(line=position.line, character=position.character + len(rest_of_line))
-        where = lsp.Range(start=position, end=end)
-        return lsp.InlineCompletionList(items=[lsp.InlineCompletionItem(insert_text=text, range=where)])
+        items = []
+        for text in texts:
+            end = position
+            if rest_of_line and not rest_of_line.strip() and text.startswith(rest_of_line):
+                end = lsp.Position(line=position.line, character=position.character + len(rest_of_line))
+            items.append(lsp.InlineCompletionItem(insert_text=text, range=lsp.Range(start=position, end=end)))
+        return lsp.InlineCompletionList(items=items)
 
     def _empty(self) -> lsp.InlineCompletionList:
         self.stats.empty += 1

@@ -63,10 +63,19 @@ class Outcome:
     result: GenerationResult
     timings: dict[str, float] = field(default_factory=dict)
     tried: int = 1  # answers decoded: more than one when the first did not fit (see ``CompletionCore.generate``)
+    others: tuple[str, ...] = ()  # further distinct suggestions that fit, most likely first (an editor cycles)
+    other_logprobs: tuple[float, ...] = ()  # the model's log-probability of each of ``others``
+
+    @property
+    def texts(self) -> list[str]:
+        """Every suggestion to offer, the shown one first."""
+        return ([self.text] if self.text else []) + list(self.others)
 
 
 class CompletionCore:
     """Owns the loaded model and its engine; one instance per server."""
+
+    rank_by_logprob = True  # extra suggestions by the model's log-probability (False: as decoded; benchmarks compare)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -165,7 +174,8 @@ class CompletionCore:
         t2 = time.perf_counter()
         prompt = build_prompt(tok, header + ctx.prefix, ctx.suffix, s.fim_mode)
         t3 = time.perf_counter()
-        fit = fit_check.for_cursor(doc, offset) if s.alternatives else NO_CHECK
+        checked = s.alternatives or (invoked and s.suggestions > 1)  # extra suggestions must fit too
+        fit = fit_check.for_cursor(doc, offset) if checked else NO_CHECK
         t4 = time.perf_counter()
         deadline = (now if now is not None else time.monotonic()) + s.time_budget_ms / 1000
         return Prepared(doc.uri, ctx, prompt, s.max_new_tokens, deadline, (t2 - t1) * 1e3, (t3 - t2) * 1e3,
@@ -191,13 +201,18 @@ class CompletionCore:
         header = crossfile.render(chosen, current, style)
         return chosen, header, sum(count(line) for line in header.splitlines(keepends=True))
 
-    def generate(self, prep: Prepared, cancel: threading.Event | None = None) -> Outcome:
+    def generate(self, prep: Prepared, cancel: threading.Event | None = None, want: int = 1) -> Outcome:
         """Run the model and post-process (worker thread).
 
         When the answer does not fit the code around the cursor (``fit_check``: a syntax error at it once
         inserted), or a blank line got nothing, the next-best answers are tried: the same prompt (its cache
         is reused, so only the new answer is decoded) with the answer's first code token excluded, keeping
         its leading whitespace.  The first that fits is shown; if none does, the first answer is.
+
+        ``want``: how many distinct suggestions the editor can cycle through.  Once the shown answer is settled
+        (exactly as with ``want=1``), more next-best answers are decoded the same way until ``want`` distinct
+        ones that fit are found, the time budget ends or nothing is left to branch to.  With ``want=1`` nothing
+        extra is decoded; ``Outcome.others`` then holds what the search above decoded that also fits.
         """
         if self.tokenizer is None or self.backend is None:
             raise NotReadyError(self.load_error or "the model is still loading")
@@ -207,36 +222,66 @@ class CompletionCore:
         self.last_prompt = {"mode": prep.prompt.mode, "ids": prep.prompt.ids, "healed": prep.prompt.healed or None,
                             "text": render(tok, prep.prompt.ids),
                             "crossfile": [f"{s.path}:{s.line + 1}" for s in prep.snippets]}
-        first = chosen = self._attempt(prep, [], frozenset(), cancel)
-        tried, decode_ms = 1, first.result.decode_ms
-        if self._wants_another(prep, first):
+        first = chosen = self._attempt(prep, [], [], frozenset(), cancel)
+        answers, decode_ms = [first], first.result.decode_ms
+        fits: dict[int, bool] = {}  # by id(answer): each answer parsed at most once, and only when needed
+        looking = self._wants_another(prep, first)  # for one that fits, to show instead of the first
+        if looking or want > 1:
             branch = self._branch_point(prep, first.result.ids)
+            forced, forced_logprobs = first.result.ids[:branch], first.result.token_logprobs[:branch]
             excluded = self._choice_at(first.result, branch)
-            while excluded and tried <= self.settings.alternatives and not self._out_of_time(prep, cancel):
-                try:
-                    other = self._attempt(prep, first.result.ids[:branch], frozenset(excluded), cancel)
-                except EngineError:  # e.g. no room left in the context: the first answer stands
+            extra_tries = 2 * want  # beyond the fit search: answers that repeat or do not fit cost tries too
+            while excluded and not self._out_of_time(prep, cancel):
+                looking = looking and len(answers) <= self.settings.alternatives
+                if not looking and (len(self._others(prep, answers, fits, chosen)) + 1 >= want or extra_tries <= 0):
                     break
-                tried += 1
+                try:
+                    other = self._attempt(prep, forced, forced_logprobs, frozenset(excluded), cancel)
+                except EngineError:  # e.g. no room left in the context: the answers so far stand
+                    break
+                answers.append(other)
+                extra_tries -= not looking
                 decode_ms += other.result.prefill_ms + other.result.decode_ms
                 choice = self._choice_at(other.result, branch)
                 if not choice or choice <= excluded:
                     break  # nothing left to branch to
                 excluded |= choice
-                if other.text is not None and other.result.stop not in ("time", "cancelled") \
-                        and not prep.fit.breaks(other.text):
-                    chosen = other
-                    break
+                if looking and self._fits(prep, other, fits):
+                    chosen, looking = other, False
         self.recent_stops.append((prep.uri, chosen.result.stop))
-        result = dataclasses.replace(first.result, ids=chosen.result.ids, stop=chosen.result.stop, decode_ms=decode_ms)
+        result = dataclasses.replace(first.result, ids=chosen.result.ids, stop=chosen.result.stop, decode_ms=decode_ms,
+                                     token_logprobs=chosen.result.token_logprobs)
         timings = {
             "crossfile_ms": prep.crossfile_ms, "context_ms": prep.context_ms, "prompt_ms": prep.prompt_ms,
             "fit_ms": prep.fit_ms, "prefill_ms": result.prefill_ms, "decode_ms": decode_ms,
             "postprocess_ms": chosen.timings["postprocess_ms"],
         }
-        return Outcome(chosen.text, chosen.raw, result, timings, tried)
+        others = self._others(prep, answers, fits, chosen)[:max(0, want - 1) or None]
+        return Outcome(chosen.text, chosen.raw, result, timings, len(answers), tuple(o.text or "" for o in others),
+                       tuple(o.result.logprob for o in others))
 
-    def _attempt(self, prep: Prepared, forced: list[int], exclude: frozenset[int],
+    @staticmethod
+    def _fits(prep: Prepared, answer: Outcome, memo: dict[int, bool]) -> bool:
+        """A complete answer (not cut by the clock or a cancel) with text that does not break the code there."""
+        if id(answer) not in memo:
+            memo[id(answer)] = answer.text is not None and answer.result.stop not in ("time", "cancelled") \
+                and not prep.fit.breaks(answer.text)
+        return memo[id(answer)]
+
+    def _others(self, prep: Prepared, answers: list[Outcome], fits: dict[int, bool], chosen: Outcome) -> list[Outcome]:
+        """The answers besides ``chosen`` worth offering too: distinct non-blank texts that fit, ranked by the
+        model's log-probability of the whole answer (all share the tokens before the branch point)."""
+        seen = {chosen.text}
+        out = []
+        ranked = sorted(answers, key=lambda a: -a.result.logprob) if self.rank_by_logprob else answers
+        for answer in ranked:
+            if answer is not chosen and answer.text and answer.text.strip() and answer.text not in seen \
+                    and self._fits(prep, answer, fits):
+                seen.add(answer.text)
+                out.append(answer)
+        return out
+
+    def _attempt(self, prep: Prepared, forced: list[int], forced_logprobs: list[float], exclude: frozenset[int],
                  cancel: threading.Event | None) -> Outcome:
         """One answer: the prompt plus ``forced`` ids, the next token not one of ``exclude``; post-processed."""
         assert self.tokenizer is not None and self.backend is not None
@@ -250,6 +295,7 @@ class CompletionCore:
             constrain=lambda ids: prep.prompt.allowed_ids(tok, forced + ids),
             should_stop=self._stop_rule(prep, forced),
             deadline=prep.deadline,
+            decode_budget_s=prep.restart_budget_s,
             cancel=cancel,
             exclude_first=exclude,
             text_prefix=heal,
@@ -260,7 +306,8 @@ class CompletionCore:
             engine.reset()
             raise
         if forced:
-            result = dataclasses.replace(result, ids=forced + result.ids)
+            result = dataclasses.replace(result, ids=forced + result.ids,
+                                         token_logprobs=forced_logprobs + result.token_logprobs)
         t0 = time.perf_counter()
         raw = strip_healed(prep.prompt, tok.decode_middle(result.ids))
         ended = result.stop == "eos"
