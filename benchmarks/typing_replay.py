@@ -134,6 +134,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "alternatives_off": (base, {"cacheReuse": True, "alternatives": 0}),
         "overhead_5000_lines": (big_file(base, 5000), {"cacheReuse": True, "maxNewTokens": 1}),
     }
+    engine = None
+    if args.backend == "llama.cpp":  # local next to a real llama-server (f32 GGUF of the same weights), one run
+        from tests.engines.llama_server import EMBEDDED_WEIGHTS, LLAMA_SERVER, convert_cached, launch
+
+        engine = launch(LLAMA_SERVER, convert_cached(EMBEDDED_WEIGHTS, "f32"), log_dir=Path("build/llama-logs"),
+                        parallel=1, ctx=4096, threads=args.engine_threads)
+        variants = {
+            "local": (base, {"backend": "local"}),
+            "llama.cpp": (base, {"backend": "llama.cpp", "endpoint": engine.url, "requestTimeoutMs": 60_000}),
+        }
     results: dict[str, list[dict[str, Any]]] = {key: [] for key in variants}
     for r in range(args.repeats):
         for key, (text, settings) in variants.items():
@@ -141,6 +151,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         **settings}  # every key each time: a variant's setting must not leak into the next one
             results[key].append(await replay(client, f"file:///bench/replay_{r}_{key}.py", text, settings))
     final = await stats(client)
+    if engine is not None:
+        from tests.engines.llama_server import stop
+
+        stop(engine)
     await client.shutdown_async(None)
     client.exit(None)
     await client.stop()
@@ -171,6 +185,9 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64, help="server maxNewTokens (default 64)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--backend", choices=["local", "llama.cpp"], default="local",
+                        help="llama.cpp: replay with the local engine and with a llama-server started here, one run")
+    parser.add_argument("--engine-threads", type=int, default=2, help="llama-server -t (with --backend llama.cpp)")
     args = parser.parse_args()
     report = asyncio.run(run(args))
     text = json.dumps(report, indent=2)

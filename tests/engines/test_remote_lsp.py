@@ -1,0 +1,267 @@
+"""The real server process, over LSP, generating through a real llama-server (built from source, no mocks).
+
+What a user of a shared engine relies on: the same suggestions as the local engine, reuse visible in
+``codellama/stats`` (the engine's own figures), cancellation reaching the engine, one clear message per fault
+and completions again once the engine is back, and several editors on one engine without answers crossing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types as lsp
+from pytest_lsp import LanguageClient, make_test_lsp_client
+
+from model_backend.generation import GenerationRequest
+from model_backend.remote import connect
+from model_backend.tokenization import CodeLlamaTokenizer
+from tests.engines.llama_server import EMBEDDED_WEIGHTS, REPO, LlamaServer, httpx, launch, stop
+from tests.lsp.editor import CAPABILITIES, Buffer, as_dict
+from tests.lsp.editor import request as raw_request
+
+DEPOT = REPO / "benchmarks" / "repo_context" / "depot"
+# Small prompts keep every request inside one slot's context (8 slots share -c 16384) and the module quick.
+COMMON = {"dtype": "float32", "prefixTokens": 600, "suffixTokens": 200, "maxNewTokens": 16, "timeBudgetMs": 60_000,
+          "suggestions": 1, "requestTimeoutMs": 60_000}
+
+
+@pytest.fixture(scope="module")
+def engine(llama_server_bin: Path, embedded_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+        LlamaServer]:
+    server = launch(llama_server_bin, embedded_gguf, log_dir=tmp_path_factory.mktemp("llama"), parallel=8,
+                    ctx=16384)
+    yield server
+    stop(server)
+
+
+async def request(client: LanguageClient, method: str) -> dict[str, Any]:
+    reply: dict[str, Any] = as_dict(await raw_request(client, method))
+    return reply
+
+
+async def start_client(settings: dict[str, Any], env: dict[str, str] | None = None,
+                       root: Path = DEPOT) -> LanguageClient:
+    client = make_test_lsp_client()
+    await client.start_io(sys.executable, "-m", "lsp_server", "--log-level", "info",
+                          env={**os.environ, **(env or {})})
+    await client.initialize_session(lsp.InitializeParams(
+        capabilities=CAPABILITIES, root_uri=root.as_uri(), initialization_options={**COMMON, **settings}))
+    for _ in range(600):  # the model (or the engine check) loads in the background
+        stats = await request(client, "codellama/stats")
+        if stats["model_state"] != "loading":
+            break
+        await asyncio.sleep(0.1)
+    return client
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[LanguageClient]]:
+    started: list[LanguageClient] = []
+    yield started
+    for client in started:
+        await client.shutdown_session()
+
+
+def text_of(result: lsp.InlineCompletionList | None) -> str | None:
+    if result is None or not result.items:
+        return None
+    text = result.items[0].insert_text
+    return text if isinstance(text, str) else text.value
+
+
+def cursor_positions(text: str, limit: int) -> list[int]:
+    """Where an editor asks while one types a line: after its indentation, and after its first word."""
+    out: list[int] = []
+    pos = 0
+    for line in text.splitlines(keepends=True):
+        body = line.lstrip(" ")
+        start = pos + len(line) - len(body)
+        if body.strip() and not body.startswith(("#", '"')):
+            out.append(start)
+            word = len(body) - len(body.lstrip("abcdefghijklmnopqrstuvwxyz_"))
+            if 0 < word < len(body.rstrip()):
+                out.append(start + word)
+        pos += len(line)
+    return out[:limit]
+
+
+def typed_to(text: str, offset: int) -> str:
+    """The file as it is while that line is being typed: the line ends at the cursor."""
+    end = text.find("\n", offset)
+    return text[:offset] + (text[end:] if end >= 0 else "")
+
+
+async def test_suggestions_equal_the_local_engines(engine: LlamaServer, clients: list[LanguageClient]):
+    text = (DEPOT / "orders.py").read_text()
+    local = await start_client({"backend": "local"})
+    remote = await start_client({"backend": "llama.cpp", "endpoint": engine.url})
+    clients += [local, remote]
+    assert (await request(remote, "codellama/stats"))["model"]["backend"] == "llama.cpp"
+    positions = cursor_positions(text, 32)
+    assert len(positions) >= 30
+    pairs = []
+    for n, p in enumerate(positions):
+        uri = (DEPOT / f"orders_{n}.py").as_uri()
+        a, b = Buffer(local, uri, typed_to(text, p)), Buffer(remote, uri, typed_to(text, p))
+        pairs.append((text_of(await a.complete(p)), text_of(await b.complete(p))))
+    shown = sum(x is not None for x, _ in pairs)
+    assert shown >= 10, pairs  # enough real suggestions for the comparison to mean something
+    differ = [(p, x, y) for p, (x, y) in zip(positions, pairs, strict=True) if x != y]
+    assert differ == []
+    stats = await request(remote, "codellama/stats")
+    assert stats["reused_tokens"] > 0 and stats["errors"] == 0
+
+
+async def test_typing_prefills_at_most_three_tokens_per_keystroke(engine: LlamaServer,
+                                                                  clients: list[LanguageClient]):
+    text = (DEPOT / "ledger.py").read_text()
+    client = await start_client({"backend": "llama.cpp", "endpoint": engine.url, "alternatives": 0})
+    clients.append(client)
+    buf = Buffer(client, (DEPOT / "ledger.py").as_uri(), text + "\n\ndef total_of(entries):\n    ")
+    await buf.complete()  # the whole prompt once
+    per_keystroke: list[int] = []
+    for ch in "result = sum(entry.amount for entry in entries)":
+        before = await request(client, "codellama/stats")
+        buf.insert(len(buf.text), ch)
+        await buf.complete()
+        after = await request(client, "codellama/stats")
+        if after["prompt_tokens"] > before["prompt_tokens"]:  # the model ran (not a typed-ahead hit)
+            per_keystroke.append(after["prefilled_tokens"] - before["prefilled_tokens"])
+    assert len(per_keystroke) >= 10
+    assert max(per_keystroke) <= 3, per_keystroke
+
+
+def test_a_cancel_mid_answer_frees_the_slot(engine: LlamaServer):
+    tok = CodeLlamaTokenizer(EMBEDDED_WEIGHTS / "tokenizer.model")
+    backend = connect("llama.cpp", engine.url, tok, "embedded", timeout_ms=60_000)
+    backend.check()
+    import threading
+
+    cancel = threading.Event()
+
+    def on_token(ids: list[int]) -> None:
+        if len(ids) == 3:
+            cancel.set()
+
+    prompt = tok.spm_ids("def f(x):\n    return", "")
+    result = backend.generate(GenerationRequest(prompt_ids=prompt, max_new_tokens=400, stop_ids=set(),
+                                                cancel=cancel, on_token=on_token))
+    assert result.stop == "cancelled" and len(result.ids) == 3
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        slots = httpx.get(f"{engine.url}/slots", timeout=10).json()
+        if not any(s.get("is_processing") for s in slots):
+            break
+        time.sleep(0.05)
+    assert not any(s.get("is_processing") for s in slots)  # the engine stopped decoding: nothing runs
+    metrics = httpx.get(f"{engine.url}/metrics", timeout=10).text
+    predicted = [float(line.split()[-1]) for line in metrics.splitlines()
+                 if line.startswith("llamacpp:tokens_predicted_total")]
+    assert predicted and predicted[0] < 400  # not 400 tokens decoded for an answer nobody reads
+    backend.close()
+
+
+async def test_engine_killed_while_typing_then_back(llama_server_bin: Path, embedded_gguf: Path, tmp_path: Path,
+                                                    clients: list[LanguageClient]):
+    own = launch(llama_server_bin, embedded_gguf, log_dir=tmp_path, parallel=1, ctx=4096)
+    port = own.url.rsplit(":", 1)[1]
+    client = await start_client({"backend": "llama.cpp", "endpoint": own.url, "requestTimeoutMs": 5000})
+    clients.append(client)
+    text = (DEPOT / "units.py").read_text() + "\n\ndef convert(value, unit):\n    "
+    buf = Buffer(client, (DEPOT / "units.py").as_uri(), text)
+    await buf.complete()
+    stop(own)
+    for ch in "return ":
+        buf.insert(len(buf.text), ch)
+        assert text_of(await buf.complete()) is None  # empty meanwhile, never an error to the editor
+        await asyncio.sleep(0.2)
+    down = [m for m in client.messages if "cannot reach the engine" in m.message]
+    assert len(down) == 1, [m.message for m in client.messages]
+    log = (tmp_path / "restarted.log").open("wb")
+    proc = subprocess.Popen([str(llama_server_bin), "-m", str(embedded_gguf), "--host", "127.0.0.1", "--port", port,
+                             "-c", "4096", "-t", "2"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        answers: list[str | None] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(answers):
+            buf.insert(len(buf.text), "v" if not answers else "a")
+            answers.append(text_of(await buf.complete()))
+            await asyncio.sleep(0.5)
+        assert any(answers), "completions did not come back after the engine restarted"
+        stats = await request(client, "codellama/stats")
+        assert stats["errors"] >= 1
+        assert len([m for m in client.messages if "cannot reach the engine" in m.message]) == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+async def test_a_bad_key_gets_a_clear_message(start_llama_server: Any, embedded_gguf: Path,
+                                              clients: list[LanguageClient]):
+    guarded = start_llama_server(embedded_gguf, "--api-key", "the-right-key")
+    client = await start_client({"backend": "llama.cpp", "endpoint": guarded.url, "apiKeyEnv": "CODELLAMA_TEST_KEY"},
+                                env={"CODELLAMA_TEST_KEY": "a-wrong-key-123"})
+    clients.append(client)
+    buf = Buffer(client, (DEPOT / "rates.py").as_uri(), (DEPOT / "rates.py").read_text() + "\n\ndef f():\n    ")
+    assert text_of(await buf.complete()) is None
+    assert text_of(await buf.complete()) is None
+    told = [m.message for m in client.messages if "API key" in m.message]
+    assert len(told) == 1 and "HTTP 401" in told[0] and "CODELLAMA_TEST_KEY" in told[0]
+    everything = " ".join(m.message for m in client.messages) + str(await request(client, "codellama/stats"))
+    everything += str(await request(client, "codellama/lastPrompt"))
+    assert "a-wrong-key-123" not in everything
+
+
+async def test_openai_backend_against_v1_completions(engine: LlamaServer, clients: list[LanguageClient]):
+    text = (DEPOT / "catalog.py").read_text()
+    native = await start_client({"backend": "llama.cpp", "endpoint": engine.url})
+    openai = await start_client({"backend": "openai", "endpoint": engine.url})
+    clients += [native, openai]
+    assert (await request(openai, "codellama/stats"))["model"]["backend"] == "openai"
+    positions = cursor_positions(text, 12)
+    pairs = []
+    for n, p in enumerate(positions):
+        uri = (DEPOT / f"catalog_{n}.py").as_uri()
+        a, b = Buffer(native, uri, typed_to(text, p)), Buffer(openai, uri, typed_to(text, p))
+        pairs.append((text_of(await a.complete(p)), text_of(await b.complete(p))))
+    assert sum(x is not None for x, _ in pairs) >= 3, pairs
+    assert [(p, x, y) for p, (x, y) in zip(positions, pairs, strict=True) if x != y] == []
+
+
+async def test_eight_editors_on_one_engine(engine: LlamaServer, clients: list[LanguageClient]):
+    files = sorted(p for p in DEPOT.glob("*.py") if p.stat().st_size > 300)[:8]
+    while len(files) < 8:
+        files.append(files[len(files) % 4])
+    editors = [await start_client({"backend": "llama.cpp", "endpoint": engine.url, "alternatives": 0})
+               for _ in range(8)]
+    clients += editors
+    tails = [f"\n\ndef first_{i}(items):\n    " for i in range(8)]
+    buffers = [Buffer(c, f.as_uri().replace(".py", f"_{i}.py"), f.read_text() + tails[i])
+               for i, (c, f) in enumerate(zip(editors, files, strict=True))]
+
+    async def typing(buf: Buffer) -> list[tuple[str, str | None]]:
+        seen: list[tuple[str, str | None]] = []
+        for ch in "return ":
+            buf.insert(len(buf.text), ch)
+            seen.append((buf.text, text_of(await buf.complete())))
+        return seen
+
+    answers = await asyncio.gather(*(typing(b) for b in buffers))
+    assert all(len(a) == 7 for a in answers)  # every request answered
+    # Each answer belongs to its own document and version: one more editor, alone on the engine, asks at each
+    # document's final text and gets exactly what its own editor got while all eight typed at once.
+    checker = await start_client({"backend": "llama.cpp", "endpoint": engine.url, "alternatives": 0})
+    clients.append(checker)
+    for buf, seen in zip(buffers, answers, strict=True):
+        assert seen[-1][0] == buf.text
+        alone = text_of(await Buffer(checker, buf.uri, buf.text).complete())
+        assert alone == seen[-1][1], (buf.uri, alone, seen[-1][1])
