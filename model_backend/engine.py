@@ -9,6 +9,7 @@ the caller's stop rules, a time budget and a cancel flag after every token.  The
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -65,6 +66,8 @@ class Engine:
         logits = self.forward(prompt[reused:], reused)
         self.cached_ids = list(prompt)
         t1 = time.perf_counter()
+        if req.deadline is not None and req.decode_budget_s is not None:  # the prefill never eats an invoked answer
+            req = dataclasses.replace(req, deadline=max(req.deadline, time.monotonic() + req.decode_budget_s))
         ids, stop, logprobs = self._decode(req, logits)
         t2 = time.perf_counter()
         return GenerationResult(

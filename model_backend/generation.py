@@ -30,6 +30,9 @@ class GenerationRequest:
     constrain: Callable[[list[int]], list[int] | None] | None = None  # ids allowed next, given ids so far (healing)
     should_stop: Callable[[list[int]], bool] | None = None  # post-processing rules, on the ids so far
     deadline: float | None = None  # time.monotonic() after which decoding stops
+    # An invoked request (the user asked): decoding gets at least this long after the prefill, so a prefill that
+    # alone used up the budget still leaves a real answer instead of ``stop: time`` after one token.
+    decode_budget_s: float | None = None
     cancel: threading.Event | None = None
     on_token: Callable[[list[int]], None] | None = None  # called with the ids so far after each token (streaming)
     exclude_first: frozenset[int] = frozenset()  # never the first token: asking for an alternative answer

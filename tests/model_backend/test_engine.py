@@ -75,6 +75,15 @@ def test_time_budget_stops_decoding(model: LlamaForCausalLM) -> None:
     assert result.stop == "time" and len(result.ids) == 1
 
 
+def test_an_invoked_request_decodes_after_a_prefill_that_used_up_its_budget(model: LlamaForCausalLM) -> None:
+    """The deadline passed before decoding began (a long prefill, a wait): an invoked request still gets its
+    decode budget counted from the end of the prefill, so it decodes a real answer, not one token."""
+    req = GenerationRequest(prompt_ids=[1, 2, 3], max_new_tokens=20, stop_ids=set(), deadline=time.monotonic() - 1,
+                            decode_budget_s=60.0)
+    result = Engine(model, 1024).generate(req)
+    assert result.stop == "max_tokens" and len(result.ids) == 20
+
+
 def test_stop_ids_and_rules(model: LlamaForCausalLM) -> None:
     engine = Engine(model, 1024)
     free = greedy(engine, [1, 5, 9], 8)
