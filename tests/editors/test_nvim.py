@@ -349,3 +349,24 @@ def test_next_and_previous_suggestions(editor: Editor) -> None:
     editor.nvim.input("<Tab>")
     editor.wait_line(TYPED + last)
     assert editor.errors() == []
+
+
+def test_accepting_at_column_0_of_an_indented_blank_line(editor: Editor) -> None:
+    """Issue 15 defect 2: the suggestion carries its own indentation and the line already holds spaces after the
+    cursor; accepting must leave the indentation once (the server's range replaces the line's spaces)."""
+    if editor.lua("return vim.fn.has('nvim-0.12')") == 0:
+        pytest.skip("Neovim's own inline completion needs 0.12")
+    editor.lua("require('codellama').setup({ settings = { timeBudgetMs = 30000 } })")
+    editor.open_and_wait_for_server()
+    indent = "        "
+    editor.lua(f"vim.api.nvim_buf_set_lines(0, {LINE + 1}, {LINE + 1}, true, {{ {indent!r} }})")
+    row = LINE + 1  # 0-based: the indented blank line after "        self.items"
+    editor.nvim.command(f"normal! {row + 1}G0")
+    editor.nvim.input("i")  # insert mode at column 0: Neovim asks for a suggestion there
+    editor.wait(lambda: marks_text(editor.lua(NATIVE_MARKS)), timeout=60, what="ghost text at column 0")
+    editor.nvim.input("<Tab>")
+    editor.wait(lambda: editor.line(row).strip(), what="the accepted suggestion")
+    line = editor.line(row)
+    assert re.fullmatch(r" {8}\S(.*\S)?", line), repr(line)  # eight spaces once, none left trailing
+    editor.nvim.input("<Esc>")
+    assert editor.errors() == []
