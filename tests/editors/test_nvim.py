@@ -343,7 +343,7 @@ def test_next_and_previous_suggestions(editor: Editor) -> None:
     [last] = editor.wait(lambda: [t for t in marks_text(editor.lua(GHOST_MARKS)) if t not in (SUGGESTION, second)],
                          what="the last suggestion")
     typed = next(last[:n] for n in range(1, len(last)) if not SUGGESTION.startswith(last[:n]))
-    editor.nvim.input(typed.replace("<", "<lt>"))  # typing what the shown (last) suggestion says keeps its rest on screen
+    editor.nvim.input(typed.replace("<", "<lt>"))  # typing what the shown (last) one says keeps its rest on screen
     editor.wait(lambda: editor.line() == TYPED + typed and marks_text(editor.lua(GHOST_MARKS)) == [last[len(typed):]],
                 what="the rest of the last suggestion")
     editor.nvim.input("<Tab>")

@@ -16,7 +16,7 @@ from tests.editors.sample import ROW, STACK, SUGGESTION, TYPED
 from tests.lsp.editor import CAPABILITIES, SERVER, Buffer, as_dict, request
 
 LINES = STACK.split("\n")
-AT_DOT = "\n".join(LINES[:ROW] + [TYPED])  # "        self.items." at the end of push
+AT_DOT = "\n".join([*LINES[:ROW], TYPED])  # "        self.items." at the end of push
 BLANK_LINE_IN_BODY = "def first_even(numbers):\n    for n in numbers:\n"  # the hole: above an indented return
 AFTER_BLANK = "\n            return n\n    return None\n"
 
