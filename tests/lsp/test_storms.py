@@ -1,0 +1,134 @@
+"""Storms against the real server and model (issue 15): 1,000 inline-completion requests sent without waiting,
+then 1,000 ``didChange`` notifications with a request after each.
+
+Every request is answered exactly once, peak memory (VmHWM) stays within 10% of the loaded model's, no answer is
+stale (checked client side: an item's range is at the cursor of the version the request was made for, inside that
+version's text), and a watchdog sees ``codellama/stats`` answer within 1 s throughout (it never waits for the
+model worker).  p50/p95 answer times and peak memory are printed (``-s`` shows them).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from tests.lsp.rawclient import RawServer, completion_params
+
+URI = "file:///work/storm.py"
+TEXT = ("import sys\n\n\ndef count_words(text):\n    words = text.split()\n    return len(words)\n\n\n"
+        "def main():\n    n = ")
+N = 1000
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(-(-len(ordered) * p // 100)) - 1)] if ordered else 0.0
+
+
+class Watchdog(threading.Thread):
+    """Asks ``codellama/stats`` every 0.3 s; records each answer time."""
+
+    def __init__(self, server: RawServer) -> None:
+        super().__init__(daemon=True)
+        self.server, self.stop = server, threading.Event()
+        self.times: list[float] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            t0 = time.monotonic()
+            self.server.request("codellama/stats", {}, msg_id=f"wd{len(self.times)}", timeout=30)
+            self.times.append(time.monotonic() - t0)
+            self.stop.wait(0.3)
+
+
+def wait_answers(server: RawServer, sent: dict[Any, float], timeout: float = 900) -> dict[Any, float]:
+    """Answer time (s) of each request id in ``sent``, stamped as the answers arrive."""
+    answered: dict[Any, float] = {}
+    seen = 0
+    deadline = time.monotonic() + timeout
+    while len(answered) < len(sent) and time.monotonic() < deadline:
+        with server._cond:
+            server._cond.wait(0.2)
+            new = server.messages[seen:]
+            seen = len(server.messages)
+        now = time.monotonic()
+        for m in new:
+            if "method" not in m and m.get("id") in sent and m["id"] not in answered:
+                answered[m["id"]] = now - sent[m["id"]]
+    return answered
+
+
+def line_col_end(text: str) -> tuple[int, int]:
+    lines = text.split("\n")
+    return len(lines) - 1, len(lines[-1])
+
+
+def test_storms_answer_everything_once_in_bounded_memory_and_never_stale() -> None:
+    server = RawServer()
+    try:
+        server.initialize({"timeBudgetMs": 2000})
+        server.wait_ready()
+        server.open(URI, TEXT)
+        line, col = line_col_end(TEXT)
+        assert "result" in server.complete(URI, line, col, kind=2)
+        loaded_kb = server.vm_hwm_kb()
+        dog = Watchdog(server)
+        dog.start()
+
+        # 1,000 requests without waiting
+        sent: dict[Any, float] = {}
+        for i in range(N):
+            sent[f"a{i}"] = time.monotonic()
+            server.request_async("textDocument/inlineCompletion", completion_params(URI, line, col, 2), f"a{i}")
+        times = list(wait_answers(server, sent).values())
+        assert len(times) == N, f"{N - len(times)} requests unanswered"
+
+        # 1,000 changes, a request after each; what the client knew when it asked
+        text, version = TEXT, 1
+        asked: dict[Any, tuple[str, int, int]] = {}
+        sent2: dict[Any, float] = {}
+        for i in range(N):
+            ch = "abcdefghij"[i % 10]
+            line, col = line_col_end(text)
+            version += 1
+            server.notify("textDocument/didChange", {
+                "textDocument": {"uri": URI, "version": version},
+                "contentChanges": [{"range": {"start": {"line": line, "character": col},
+                                              "end": {"line": line, "character": col}}, "text": ch}]})
+            text += ch
+            line, col = line_col_end(text)
+            asked[f"b{i}"] = (text, line, col)
+            sent2[f"b{i}"] = time.monotonic()
+            server.request_async("textDocument/inlineCompletion", completion_params(URI, line, col, 2), f"b{i}")
+        times2 = list(wait_answers(server, sent2).values())
+        dog.stop.set()
+        dog.join(60)
+        assert len(times2) == N, f"{N - len(times2)} requests unanswered"
+
+        counts = server.answer_counts()
+        assert all(n == 1 for key, n in counts.items() if key.startswith('"a') or key.startswith('"b')), \
+            [k for k, n in counts.items() if n > 1]
+        shown = 0
+        for msg_id, (asked_text, line, col) in asked.items():
+            [answer] = server.responses_to(msg_id)
+            for item in answer["result"]["items"]:
+                shown += 1
+                start, end = item["range"]["start"], item["range"]["end"]
+                # computed for this version: at its cursor, inside its text
+                assert (start["line"], start["character"]) == (line, col), (msg_id, item)
+                assert end["line"] == line and col <= end["character"] <= len(asked_text.split("\n")[line])
+        peak_kb = server.vm_hwm_kb()
+        all_times = sorted(times + times2)
+        print(f"\nstorm: {2 * N} requests, p50 {percentile(all_times, 50) * 1e3:.0f} ms, "
+              f"p95 {percentile(all_times, 95) * 1e3:.0f} ms; burst p50 {percentile(times, 50) * 1e3:.0f} ms "
+              f"p95 {percentile(times, 95) * 1e3:.0f} ms; typing p50 {percentile(times2, 50) * 1e3:.0f} ms "
+              f"p95 {percentile(times2, 95) * 1e3:.0f} ms; suggestions shown while typing {shown}; "
+              f"VmHWM loaded {loaded_kb / 1024:.0f} MiB, peak {peak_kb / 1024:.0f} MiB; "
+              f"stats answered in at most {max(dog.times) * 1e3:.0f} ms ({len(dog.times)} probes)")
+        assert peak_kb < loaded_kb * 1.10, (loaded_kb, peak_kb)
+        assert dog.times and max(dog.times) < 1.0, max(dog.times)
+        assert "Traceback" not in server.stderr and not server.violations
+        assert "result" in server.complete(URI, line, col, kind=1)  # still serving
+    finally:
+        server.close()
