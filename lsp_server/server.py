@@ -52,6 +52,8 @@ class CodeLlamaServer(LanguageServer):
         self.scheduler = Scheduler()
         self.stats = Stats()
         self.typeahead = TypeAhead()
+        # the next suggestion being computed ahead: (uri, before, after) it is for, its ticket, its task
+        self.prefetching: tuple[tuple[str, str, str], Ticket, asyncio.Task[None]] | None = None
         self.assistant = Assistant(self.core)
         self.action_tickets: dict[Any, Ticket] = {}  # by request id, for $/cancelRequest
         self.progress_cancels: dict[str, threading.Event] = {}  # by progress token, for workDoneProgress/cancel
@@ -181,7 +183,18 @@ class CodeLlamaServer(LanguageServer):
             rests = self.typeahead.lookup(doc.uri, before, after)
             if rests and not invoked:
                 self.stats.typed_ahead_hits += 1
+                self._prefetch_next(doc, before, after, rests[0])
                 return self._answer(rests, position, after, received)
+            prefetch = self.core.settings.prefetch and not invoked
+            ahead = await self._computed_ahead(doc.uri, before, after) if prefetch else None
+            if ahead is not None and not ticket.superseded:
+                self.stats.prefetch_hits += 1
+                if not ahead:
+                    return self._empty()  # the model's answer here, computed ahead, is nothing to show
+                self.typeahead.remember(doc.uri, before, after, ahead)
+                self._prefetch_next(doc, before, after, ahead[0])
+                return self._answer(ahead, position, after, received)
+            self._cancel_prefetch()  # this keystroke needs the worker
             outcome = await self._run_model(doc, offset, ticket, invoked)
             if outcome is None:  # superseded before it ran, or no model: what was typed ahead still stands
                 return self._answer(rests, position, after, received) if rests and not ticket.superseded \
@@ -194,6 +207,7 @@ class CodeLlamaServer(LanguageServer):
             if not texts:
                 return self._empty()
             self.typeahead.remember(doc.uri, before, after, texts)
+            self._prefetch_next(doc, before, after, texts[0])
             return self._answer(texts, position, after, received)
         except asyncio.CancelledError:
             self.stats.cancelled += 1
@@ -227,11 +241,69 @@ class CodeLlamaServer(LanguageServer):
             return None
         r = outcome.result
         self.stats.record_generation(r.prompt_tokens, r.reused_tokens, r.prefilled_tokens, len(r.ids))
+        self.stats.record_speculation(r.timings)
         self.stats.last = {"uri": doc.uri, "mode": prepared.ctx.mode, "fim": prepared.prompt.mode, "stop": r.stop,
                            "prompt_tokens": r.prompt_tokens, "reused_tokens": r.reused_tokens,
                            "answers_tried": outcome.tried, **{k: round(v, 2) for k, v in outcome.timings.items()}}
         log.info("completion %s", self.stats.last)
         return outcome
+
+    # -- the next suggestion, before it is asked for ----------------------------------------------------
+    def _prefetch_next(self, doc: Document, before: str, after: str, shown: str) -> None:
+        """With ``shown`` on screen: compute on the worker, after this answer, what the model would suggest once
+        it is accepted (TAB, TAB, TAB shows each next one at once).
+
+        Any keystroke that needs the worker cancels it (``_cancel_prefetch``), so it costs a real request at most
+        the model pass in progress.  Only for the local engine, where the worker is otherwise idle.
+        """
+        if not self.core.settings.prefetch or self.core.engine is None or not shown.strip():
+            return
+        rest_of_line = after.split("\n", 1)[0].rstrip("\r")
+        if rest_of_line and not rest_of_line.strip() and shown.startswith(rest_of_line):
+            after = after[len(rest_of_line):]  # accepting replaces that whitespace (see ``_answer``)
+        key = (doc.uri, before + shown, after)
+        running = self.prefetching is not None and self.prefetching[0] == key
+        if running or self.typeahead.lookup_ahead(*key) is not None:
+            return
+        self._cancel_prefetch()
+        ticket = Ticket(doc.uri)
+        task = asyncio.get_running_loop().create_task(self._prefetch(ticket, key, doc.language_id))
+        task.add_done_callback(_log_failure)
+        self.prefetching = (key, ticket, task)
+
+    async def _prefetch(self, ticket: Ticket, key: tuple[str, str, str], language_id: str | None) -> None:
+        """The prefetch job: the real request's pipeline on the text as it will be, kept in the type-ahead store."""
+        uri, before, after = key
+        try:
+            await asyncio.sleep(0)  # the answer that triggered it goes out first
+            virtual = Document(uri, language_id, -1, before + after)
+            prepared = self.core.prepare(virtual, len(before), now=time.monotonic(), open_docs=self.documents)
+            outcome = await self.scheduler.run(ticket, lambda: self.core.generate(prepared, ticket.cancel, 1))
+        except (NotReadyError, TokenizerError, EngineError) as exc:
+            log.debug("prefetch skipped: %s", exc)
+            return
+        finally:
+            if self.prefetching is not None and self.prefetching[1] is ticket:
+                self.prefetching = None
+        if outcome is None or ticket.cancel.is_set() or outcome.result.stop in ("cancelled", "time"):
+            log.debug("prefetch cut short")
+            return  # cut short: not what a real request would answer
+        self.typeahead.remember_ahead(uri, before, after, outcome.texts)  # none to show is an answer too
+        self.stats.prefetched += 1
+        log.info("prefetched %d suggestion(s) in %.0f ms", len(outcome.texts),
+                 outcome.result.prefill_ms + outcome.result.decode_ms)
+
+    async def _computed_ahead(self, uri: str, before: str, after: str) -> list[str] | None:
+        """Suggestions computed ahead for exactly this text; waits for a prefetch of it still running."""
+        running = self.prefetching
+        if running is not None and running[0] == (uri, before, after):
+            await asyncio.wait([running[2]])  # never raises; a failed prefetch just leaves nothing
+        return self.typeahead.lookup_ahead(uri, before, after)
+
+    def _cancel_prefetch(self) -> None:
+        if self.prefetching is not None:
+            self.prefetching[1].cancel.set()
+            self.prefetching = None
 
     def _answer(self, texts: list[str], position: lsp.Position, after: str,
                 received: float) -> lsp.InlineCompletionList:
@@ -262,3 +334,9 @@ class CodeLlamaServer(LanguageServer):
             return self.documents.get(doc.uri).version
         except UnknownDocumentError:
             return None
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """A background job's unexpected exception goes to the log (nobody awaits it)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("prefetch failed", exc_info=task.exception())

@@ -102,6 +102,14 @@ class Settings:
             "One step at a time, shapes as they come.",
             "Fixed shapes; on CUDA replayed from CUDA graphs captured while loading."),
         reload=True))
+    # model_backend/speculative.py: prompt-lookup drafts verified by the model; the output is plain decoding's.
+    speculative: bool = setting(True, About(
+        "Speculative decoding with drafts taken from the code itself (what followed the last tokens earlier in the "
+        "file or in the previous suggestion), verified several tokens per model pass. Suggestions are exactly the "
+        "same as without it, only sooner."))
+    prefetch: bool = setting(True, About(
+        "After a suggestion is shown and the model is idle, compute the one that would follow if you accept it, "
+        "so accepting shows the next at once. Any keystroke that needs the model cancels it."))
     enabled: bool = setting(True, About("Answer completion requests at all.", client=True))
     # Code actions (explain / refactor / docstring) with Code Llama - Instruct (assistant.py, instruct.py).
     instruct_model: str | None = setting(None, About(

@@ -39,6 +39,13 @@ class Stats:
     reused_tokens: int = 0  # prompt tokens whose keys/values came from the cache
     prefilled_tokens: int = 0  # prompt tokens that had to be computed
     generated_tokens: int = 0
+    # speculative decoding (model_backend/speculative.py): model passes that chose tokens (prefill included: one per
+    # token without speculation), draft tokens verified, draft tokens accepted
+    decode_forwards: int = 0
+    draft_tokens: int = 0
+    draft_accepted: int = 0
+    prefetched: int = 0  # next suggestions computed ahead (as if the shown one were accepted) and kept
+    prefetch_hits: int = 0  # requests answered from one of them
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     last: dict[str, Any] = field(default_factory=dict)  # the last request's per-stage timings
     actions: int = 0  # codellama.explain / refactor / docstring commands run
@@ -52,6 +59,12 @@ class Stats:
         self.prefilled_tokens += prefilled
         self.generated_tokens += generated
 
+    def record_speculation(self, timings: dict[str, float]) -> None:
+        """A local engine's decode counts (absent for remote backends)."""
+        self.decode_forwards += int(timings.get("forwards", 0))
+        self.draft_tokens += int(timings.get("drafted", 0))
+        self.draft_accepted += int(timings.get("accepted", 0))
+
     def to_json(self) -> dict[str, Any]:
         """The ``codellama/stats`` answer: counters plus latency p50/p95 over recent completions."""
         data = asdict(self)
@@ -59,4 +72,7 @@ class Stats:
         data["latency_ms_p50"] = percentile(lat, 50)
         data["latency_ms_p95"] = percentile(lat, 95)
         data["latency_samples"] = len(lat)
+        # of the drafted tokens, the share the model agreed with; generated tokens per decode pass
+        data["draft_acceptance"] = self.draft_accepted / self.draft_tokens if self.draft_tokens else None
+        data["tokens_per_forward"] = self.generated_tokens / self.decode_forwards if self.decode_forwards else None
         return data

@@ -5,6 +5,12 @@ keystroke.  We remember the token ids whose keys/values sit in the cache, reuse 
 prefix with the next prompt, run only the new tail as one batched prefill, then decode greedily, checking
 the caller's stop rules, a time budget and a cancel flag after every token.  The model itself is
 ``llama.LlamaRunner``; this module only decides which tokens to run and when to stop.
+
+With ``speculative`` on, each forward pass after a chosen token also verifies a draft of up to k tokens taken
+from the code itself (``speculative.py``).  Every row's logits then go through exactly the choice plain
+decoding makes (token healing, stop ids, stop rules, the budget and the cancel flag, token by token), and
+the draft is kept only as far as it agrees: the output is plain greedy decoding's, in fewer passes.  A
+rejected draft token's position holds junk keys/values, so ``cached_ids`` never lists it.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import torch
 
 from model_backend.generation import EngineError, GenerationRequest, GenerationResult, StopReason
 from model_backend.llama import LlamaRunner
+from model_backend.speculative import DRAFT_TOKENS, Drafter
 from model_backend.static_decode import StaticDecoder, resolve_mode
 
 
@@ -34,7 +41,8 @@ class Engine:
     """Greedy decoding with prefix reuse.  Not thread-safe: one model worker owns it."""
 
     def __init__(self, model: Any, max_context: int, reuse_cache: bool = True, decode: str = "auto",
-                 vocab_limit: int | None = None) -> None:
+                 vocab_limit: int | None = None, speculative: bool = False,
+                 draft_tokens: int = DRAFT_TOKENS) -> None:
         self.runner = LlamaRunner(model, max_context)
         # Checkpoints often pad the embedding matrix past the tokenizer (to a multiple of 64, or Code Llama 7B's
         # 32016 with a smaller tokenizer): ids at or past the tokenizer's size have no text, so never pick them.
@@ -44,9 +52,15 @@ class Engine:
         self.cached_ids: list[int] = []  # ids whose keys/values are valid in the cache, in order
         # "static": fixed-shape decode step (static_decode.py), replayed from CUDA graphs on CUDA; auto = on CUDA
         self.decode = resolve_mode(decode, self.runner.device)
-        self.static = StaticDecoder(self.runner) if self.decode == "static" else None
+        self.draft_tokens = draft_tokens
+        self.speculative = speculative  # may be switched per request; the verify step's shape is set here
+        self.static = (StaticDecoder(self.runner, verify_rows=draft_tokens + 1 if draft_tokens else 0)
+                       if self.decode == "static" else None)
         self.forward: Callable[[list[int], int], torch.Tensor] = (
             self.static.forward if self.static is not None else self.runner.forward)
+        self.forward_all: Callable[[list[int], int], torch.Tensor] = (
+            self.static.forward_all if self.static is not None else self.runner.forward_all)
+        self.drafter = Drafter()
 
     @property
     def max_context(self) -> int:
@@ -68,18 +82,30 @@ class Engine:
         t1 = time.perf_counter()
         if req.deadline is not None and req.decode_budget_s is not None:  # the prefill never eats an invoked answer
             req = dataclasses.replace(req, deadline=max(req.deadline, time.monotonic() + req.decode_budget_s))
-        ids, stop, logprobs = self._decode(req, logits)
+        # model passes that chose tokens (the prefill's included: plain decoding makes one per token), draft
+        # tokens verified, draft tokens accepted
+        counts = {"forwards": 1.0, "drafted": 0.0, "accepted": 0.0}
+        speculate = self.speculative and self.draft_tokens > 0
+        if speculate:
+            self.drafter.begin(prompt, req.max_new_tokens)
+        try:
+            ids, stop, logprobs = self._decode(req, logits, counts, speculate)
+        finally:
+            if speculate:
+                self.drafter.finish()
         t2 = time.perf_counter()
         return GenerationResult(
             ids=ids, stop=stop, prompt_tokens=len(prompt), reused_tokens=reused,
             prefilled_tokens=len(prompt) - reused, prefill_ms=(t1 - t0) * 1e3, decode_ms=(t2 - t1) * 1e3,
-            token_logprobs=logprobs,
+            token_logprobs=logprobs, timings=counts,
         )
 
-    def _decode(self, req: GenerationRequest, logits: torch.Tensor) -> tuple[list[int], StopReason, list[float]]:
+    def _decode(self, req: GenerationRequest, logits: torch.Tensor, counts: dict[str, float],
+                speculate: bool) -> tuple[list[int], StopReason, list[float]]:
         """Pick tokens greedily; feed each back (cache grows by one per step) until something stops it.
 
         Also returns each picked token's log-probability (ranks alternative answers; one reduction per token).
+        ``counts`` gets the forward passes run, the draft tokens verified and those accepted.
         """
         out: list[int] = []
         logprobs: list[float] = []
@@ -90,13 +116,49 @@ class Engine:
                 return out, "eos", logprobs
             out.append(token)
             logprobs.append(self._logprob(logits, token))
+            if speculate:
+                self.drafter.push(token)
             if req.on_token is not None:
                 req.on_token(out)
             reason = self._stop_after(req, out)
             if reason is not None:
                 return out, reason, logprobs
-            logits = self.forward([token], len(self.cached_ids))
+            counts["forwards"] += 1
+            drafts = self._drafts(req, out) if speculate else []
+            if not drafts:
+                logits = self.forward([token], len(self.cached_ids))
+                self.cached_ids.append(token)
+                continue
+            block = self.forward_all([token, *drafts], len(self.cached_ids))  # [1 + k, V]
             self.cached_ids.append(token)
+            counts["drafted"] += len(drafts)
+            logits = block[0]
+            for i, draft in enumerate(drafts):
+                # exactly plain decoding's next choice, from the row that saw the same ids before it
+                allowed = req.constrain(out) if req.constrain is not None else None
+                if self._pick(logits, allowed) != draft:
+                    break  # the main loop picks the model's own token from this row
+                counts["accepted"] += 1
+                if draft in req.stop_ids:
+                    return out, "eos", logprobs
+                out.append(draft)
+                logprobs.append(self._logprob(logits, draft))
+                self.drafter.push(draft)
+                if req.on_token is not None:
+                    req.on_token(out)
+                reason = self._stop_after(req, out)
+                self.cached_ids.append(draft)  # its keys/values were written by the verify pass
+                if reason is not None:
+                    return out, reason, logprobs
+                logits = block[i + 1]
+
+    def _drafts(self, req: GenerationRequest, out: list[int]) -> list[int]:
+        """Draft ids to verify after ``out``'s last token: none while token healing constrains the choice, none
+        past the answer's length or the KV buffer."""
+        if req.constrain is not None and req.constrain(out) is not None:
+            return []
+        room = min(self.draft_tokens, req.max_new_tokens - len(out), self.max_context - 2 - len(self.cached_ids))
+        return self.drafter.draft(room)
 
     def _stop_after(self, req: GenerationRequest, out: list[int]) -> StopReason | None:
         if req.should_stop is not None and req.should_stop(out):

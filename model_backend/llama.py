@@ -153,6 +153,15 @@ class LlamaRunner:
     @torch.inference_mode()
     def forward(self, ids: list[int], start: int) -> torch.Tensor:
         """Run ``ids`` at positions start.. (writing the cache); return the last position's logits ``[V]``."""
+        return self.logits(self._hidden(ids, start))
+
+    @torch.inference_mode()
+    def forward_all(self, ids: list[int], start: int) -> torch.Tensor:
+        """Like ``forward`` but every position's logits ``[S, V]``: a speculative verify block needs each row."""
+        return self.logits(self._hidden(ids, start), rows=len(ids))
+
+    def _hidden(self, ids: list[int], start: int) -> torch.Tensor:
+        """The final hidden states ``[1, S, D]`` of ``ids`` at positions start.., the cache written."""
         n = len(ids)
         tokens = torch.tensor([ids], dtype=torch.long, device=self.device)  # [1, S]
         x = self.embed(tokens).to(self.act_dtype)  # [1, S, D]
@@ -164,7 +173,7 @@ class LlamaRunner:
 
         for i, layer in enumerate(self.layers):
             x = self.block(i, layer, x, cos, sin, write, mask)
-        return self.logits(x)
+        return x
 
     def block(self, i: int, layer: Layer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
               write: CacheWrite, mask: torch.Tensor | None) -> torch.Tensor:
@@ -181,10 +190,15 @@ class LlamaRunner:
         gate, up = layer.gate_up(self.norm(x, layer.mlp_norm)).split(layer.ffn, dim=-1)
         return x + layer.down_proj(F.silu(gate) * up)
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """The last position's logits ``[V]`` (float32) from the final hidden states ``[1, S, D]``."""
-        last = self.norm(x[:, -1, :], self.final_norm)  # [1, D]
-        return self.lm_head(last.unsqueeze(0))[0, 0].float()
+    def logits(self, x: torch.Tensor, rows: int = 0) -> torch.Tensor:
+        """Logits (float32) from the final hidden states ``[1, S, D]``: the last position's ``[V]``, or with
+        ``rows`` the last ``rows`` positions' ``[rows, V]``.  The lm-head product (the largest matmul of a small
+        model) runs only on the rows asked for, never on a whole prefill."""
+        if not rows:
+            last = self.norm(x[:, -1, :], self.final_norm)  # [1, D]
+            return self.lm_head(last.unsqueeze(0))[0, 0].float()
+        tail = self.norm(x[:, -rows:, :], self.final_norm)  # [1, rows, D]
+        return self.lm_head(tail)[0].float()
 
     def _mask(self, start: int, n: int) -> torch.Tensor | None:
         """Causal mask for a block of n new queries after ``start`` cached keys (None for one query)."""

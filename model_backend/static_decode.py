@@ -16,6 +16,12 @@ so the step may not depend on anything the host decides per token:
 one graph each, the smallest that holds ``pos``.  Attention then reads at most twice the keys it needs,
 not the whole buffer (at 7B fp16 the KV cache is 512 KiB per token: 2 GiB per step for a 4,096 window).
 
+Speculative decoding (``speculative.py``) verifies a draft in a second fixed-shape step of ``verify_rows``
+tokens (the token just chosen and up to ``verify_rows - 1`` draft tokens) at positions ``pos..pos+rows-1``: a
+shorter draft is padded, the padding's keys/values land past the cached ids (never read before they are
+overwritten), and each row's mask stops at its own position, so padding changes no valid row.  It gets its
+own graph per window, captured and checked like the one-token step.
+
 Everything else is the eager engine's: the same cache tensors, written by position, so prefix reuse is
 unchanged (keep the first N positions, overwrite the rest); prefill stays the variable-length eager forward.
 On CPU the same step runs eagerly (no capture), which is how its correctness is tested without a GPU.
@@ -74,7 +80,7 @@ class StaticDecoder:
     """
 
     def __init__(self, runner: LlamaRunner, graphs: bool | None = None, buckets: list[int] | None = None,
-                 tail_steps: int | None = None) -> None:
+                 tail_steps: int | None = None, verify_rows: int = 0) -> None:
         self.runner = runner
         device = runner.device
         self.use_graphs = device.type == "cuda" if graphs is None else graphs
@@ -84,11 +90,16 @@ class StaticDecoder:
         if not self.buckets or self.buckets[-1] != runner.max_len:
             self.buckets.append(runner.max_len)
         self.tail_steps = tail_steps or (GRAPH_TAIL_STEPS if self.use_graphs else 1)
-        self.token = torch.zeros((1, 1), dtype=torch.long, device=device)  # the step's inputs, filled per token
-        self.pos = torch.zeros((1,), dtype=torch.long, device=device)
+        self.verify_rows = verify_rows  # rows of the speculative verify step (0 = none)
+        # the steps' inputs, filled per call: token ids [1, rows] and positions [rows], one pair per row count
+        self.inputs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {
+            rows: (torch.zeros((1, rows), dtype=torch.long, device=device),
+                   torch.zeros((rows,), dtype=torch.long, device=device))
+            for rows in sorted({1, verify_rows} - {0})}
+        self.token, self.pos = self.inputs[1]
         self.key_positions = torch.arange(runner.max_len, device=device)
-        self.graphs: dict[int, Any] = {}  # bucket length -> torch.cuda.CUDAGraph
-        self.outputs: dict[int, torch.Tensor] = {}  # bucket length -> the graph's logits buffer
+        self.graphs: dict[tuple[int, int], Any] = {}  # (bucket length, rows) -> torch.cuda.CUDAGraph
+        self.outputs: dict[tuple[int, int], torch.Tensor] = {}  # (bucket length, rows) -> the graph's logits
         self.pool: Any = None  # one memory pool shared by all graphs (never replayed concurrently)
         self.fallback: str | None = None  # why graphs were given up, if they were
 
@@ -105,19 +116,36 @@ class StaticDecoder:
         return logits
 
     @torch.inference_mode()
+    def forward_all(self, ids: list[int], start: int) -> torch.Tensor:
+        """Same contract as ``LlamaRunner.forward_all`` (every row's logits ``[S, V]``): a verify block of up to
+        ``verify_rows`` ids runs as the fixed-shape verify step, anything else as the eager forward."""
+        rows = self.verify_rows
+        if len(ids) == 1:
+            return self.step(ids[0], start).unsqueeze(0)
+        if not rows or len(ids) > rows or start + rows > self.runner.max_len:
+            return self.runner.forward_all(ids, start)
+        return self._run([*ids, *[ids[-1]] * (rows - len(ids))], start)[:len(ids)]
+
+    @torch.inference_mode()
     def step(self, token: int, pos: int) -> torch.Tensor:
         """Write ``token``'s key/value at ``pos`` and return its logits ``[V]`` (a fresh tensor)."""
-        if not 0 <= pos < self.runner.max_len:
-            raise IndexError(f"position {pos} outside the KV buffer of {self.runner.max_len}")
-        length = self.bucket(pos)
-        self._set_inputs(token, pos)
+        return self._run([token], pos)
+
+    def _run(self, tokens: list[int], pos: int) -> torch.Tensor:
+        """The fixed-shape step for ``len(tokens)`` rows at positions pos..: logits ``[V]`` (one row) or
+        ``[rows, V]``, replayed from a graph when there is one (captured on first use)."""
+        rows = len(tokens)
+        if not 0 <= pos <= pos + rows - 1 < self.runner.max_len:
+            raise IndexError(f"positions {pos}..{pos + rows - 1} outside the KV buffer of {self.runner.max_len}")
+        length = self.bucket(pos + rows - 1)
+        self._set_inputs(tokens, pos)
         if not self.use_graphs:
-            return self._step(length)
-        graph = self.graphs.get(length)
+            return self._step(length, rows)
+        graph = self.graphs.get((length, rows))
         if graph is None:
-            return self._capture(length, token, pos)
+            return self._capture(length, tokens, pos)
         graph.replay()
-        return self.outputs[length].clone()
+        return self.outputs[(length, rows)].clone()
 
     @torch.inference_mode()
     def capture_all(self, token: int = 1) -> None:
@@ -125,91 +153,101 @@ class StaticDecoder:
         the caller forgets its cached ids afterwards."""
         if not self.use_graphs:
             return
-        for length in self.buckets:
-            if length not in self.graphs and self.use_graphs:
-                self._set_inputs(token, 0)
-                self._capture(length, token, 0)
+        for rows in self.inputs:
+            for length in self.buckets:
+                if (length, rows) not in self.graphs and self.use_graphs and rows <= length:
+                    self._set_inputs([token] * rows, 0)
+                    self._capture(length, [token] * rows, 0)
 
     def bucket(self, pos: int) -> int:
         """The smallest key window that holds position ``pos``."""
         return self.buckets[bisect.bisect_right(self.buckets, pos)]
 
     # -- the step itself: fixed shapes, no host value of the position ------------------------------
-    def _set_inputs(self, token: int, pos: int) -> None:
-        self.token.fill_(token)
-        self.pos.fill_(pos)
+    def _set_inputs(self, tokens: list[int], pos: int) -> None:
+        token, positions = self.inputs[len(tokens)]
+        if len(tokens) == 1:
+            token.fill_(tokens[0])
+            positions.fill_(pos)
+            return
+        token.copy_(torch.tensor([tokens], dtype=torch.long), non_blocking=True)
+        positions.copy_(torch.arange(pos, pos + len(tokens)), non_blocking=True)
 
-    def _step(self, length: int) -> torch.Tensor:
+    def _step(self, length: int, rows: int = 1) -> torch.Tensor:
         r = self.runner
-        x = r.embed(self.token).to(r.act_dtype)  # [1, 1, D]
-        cos, sin = r.cos.index_select(0, self.pos), r.sin.index_select(0, self.pos)  # [1, hd]
-        mask = (self.key_positions[:length] <= self.pos).unsqueeze(0)  # [1, length], True = may attend
+        token, pos = self.inputs[rows]
+        x = r.embed(token).to(r.act_dtype)  # [1, rows, D]
+        cos, sin = r.cos.index_select(0, pos), r.sin.index_select(0, pos)  # [rows, hd]
+        mask = self.key_positions[:length].unsqueeze(0) <= pos.unsqueeze(1)  # [rows, length], True = may attend
 
         def write(i: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             keys, values = r.cache.k[i], r.cache.v[i]  # [1, KV, max_len, hd], never reallocated
-            keys.index_copy_(2, self.pos, k)
-            values.index_copy_(2, self.pos, v)
+            keys.index_copy_(2, pos, k)
+            values.index_copy_(2, pos, v)
             return keys[:, :, :length], values[:, :, :length]
 
         for i, layer in enumerate(r.layers):
             x = r.block(i, layer, x, cos, sin, write, mask)
-        return r.logits(x)
+        return r.logits(x) if rows == 1 else r.logits(x, rows=rows)
 
     # -- CUDA graphs -----------------------------------------------------------------------------
-    def _capture(self, length: int, token: int, pos: int) -> torch.Tensor:
-        """Capture ``length``'s graph with the inputs set to (token, pos); return that step's logits.
+    def _capture(self, length: int, tokens: list[int], pos: int) -> torch.Tensor:
+        """Capture the graph of ``len(tokens)`` rows over ``length`` keys with the inputs set to (tokens, pos);
+        return that step's logits.
 
         Any failure (capture error, replay disagreeing with the eager step) switches to eager decoding.
         """
+        rows = len(tokens)
         try:
-            eager = self._warm_up(length)  # the real step, eagerly: writes (token, pos)'s key/value
+            eager = self._warm_up(length, rows)  # the real step, eagerly: writes (tokens, pos)'s keys/values
             graph = torch.cuda.CUDAGraph()
             if self.pool is None:
                 self.pool = torch.cuda.graph_pool_handle()
             with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
-                static_out = self._step(length)
-            self._check(graph, static_out, length, token, pos)
-            self._set_inputs(token, pos)
+                static_out = self._step(length, rows)
+            self._check(graph, static_out, length, tokens, pos)
+            self._set_inputs(tokens, pos)
             graph.replay()  # the real step again: same key/value written, logits into the graph's buffer
             torch.cuda.synchronize()
             if not _close(static_out, eager):
                 raise RuntimeError("the replayed step differs from the eager step at the same token and position")
         except Exception as exc:  # any capture problem: decode eagerly, never fail the request
             self._give_up(f"{type(exc).__name__}: {exc}")
-            self._set_inputs(token, pos)
-            return self._step(length)
-        self.graphs[length] = graph
-        self.outputs[length] = static_out
-        log.debug("captured the decode step for a %d-key window", length)
+            self._set_inputs(tokens, pos)
+            return self._step(length, rows)
+        self.graphs[(length, rows)] = graph
+        self.outputs[(length, rows)] = static_out
+        log.debug("captured the %d-row decode step for a %d-key window", rows, length)
         return static_out.clone()
 
-    def _warm_up(self, length: int) -> torch.Tensor:
+    def _warm_up(self, length: int, rows: int = 1) -> torch.Tensor:
         """Run the step a few times on a side stream (lazy initialisations must not happen during capture)."""
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(2):
-                out = self._step(length)
+                out = self._step(length, rows)
         torch.cuda.current_stream().wait_stream(stream)
         torch.cuda.synchronize()
         return out.clone()
 
-    def _check(self, graph: Any, static_out: torch.Tensor, length: int, token: int, pos: int) -> None:
-        """Replay at another token (and the next position, if the window has it) against the eager step.
+    def _check(self, graph: Any, static_out: torch.Tensor, length: int, tokens: list[int], pos: int) -> None:
+        """Replay at other tokens (and the next position, if the window has it) against the eager step.
 
-        The probe's key/value lands at ``pos`` or ``pos + 1``: ``pos`` is rewritten by the real replay that
-        follows, and ``pos + 1`` is past the cached ids, so it is overwritten before it is ever read.
+        The probe's keys/values land at ``pos..`` or ``pos + 1..``: ``pos..`` is rewritten by the real replay
+        that follows, and what lies past it is past the cached ids, so it is overwritten before it is read.
         """
-        probe_token = (token + 1) % int(self.runner.model.config.vocab_size)
-        probe_pos = pos + 1 if pos + 1 < length else pos
-        self._set_inputs(probe_token, probe_pos)
-        expected = self._step(length).clone()
+        rows = len(tokens)
+        probe = [(t + 1) % int(self.runner.model.config.vocab_size) for t in tokens]
+        probe_pos = pos + 1 if pos + rows < length else pos
+        self._set_inputs(probe, probe_pos)
+        expected = self._step(length, rows).clone()
         graph.replay()
         torch.cuda.synchronize()
         if not _close(static_out, expected):
             diff = float((static_out - expected).abs().max())
             raise RuntimeError(f"the replayed step differs from the eager step (max |diff| {diff:.3g}) "
-                               f"at token {probe_token}, position {probe_pos}")
+                               f"at tokens {probe}, position {probe_pos}")
 
     def _give_up(self, why: str) -> None:
         log.warning("CUDA graph capture of the decode step failed, decoding without graphs: %s", why)
@@ -226,9 +264,11 @@ class StaticDecoder:
 
 
 def _close(got: torch.Tensor, expected: torch.Tensor) -> bool:
-    """Same greedy choice and the same logits up to half-precision noise."""
+    """Same greedy choice (per row) and the same logits up to half-precision noise."""
     if not bool(torch.isfinite(got).all()):
         return False
     tol = 1e-2 * (float(expected.abs().max()) + 1.0)
     # the eager step's choice must still be a top choice of the replay (a near-tie may flip, nothing more)
-    return float((got - expected).abs().max()) <= tol and float(got[int(expected.argmax())]) >= float(got.max()) - tol
+    chosen = got.gather(-1, expected.argmax(-1, keepdim=True))
+    top = got.max(-1, keepdim=True).values
+    return float((got - expected).abs().max()) <= tol and bool((chosen >= top - tol).all())

@@ -102,7 +102,7 @@ class CompletionCore:
             return self._load_remote(progress)
         loaded = load(LoadSpec(s.model, s.quantization, s.device, s.dtype, s.threads), progress)
         engine = Engine(loaded.model, s.context_window, reuse_cache=s.cache_reuse, decode=s.decode,
-                        vocab_limit=loaded.tokenizer.vocab_size)
+                        vocab_limit=loaded.tokenizer.vocab_size, speculative=s.speculative)
         if progress:
             graphs = engine.static is not None and engine.static.use_graphs
             progress("warming up (capturing CUDA graphs)" if graphs else "warming up", 90)
@@ -150,6 +150,7 @@ class CompletionCore:
         self.settings = settings
         if self.engine is not None:
             self.engine.reuse_cache = settings.cache_reuse
+            self.engine.speculative = settings.speculative  # same output either way: no reload
 
     # -- per request -----------------------------------------------------------------------------
     def prepare(self, doc: Document, offset: int, now: float | None = None,

@@ -159,7 +159,7 @@ def test_a_failed_capture_falls_back_to_eager_with_a_warning(gqa_model: LlamaFor
     assert decoder is not None
     decoder.use_graphs, decoder.tail_steps = True, 4  # as on CUDA; capture will fail before touching CUDA
 
-    def broken(length: int) -> torch.Tensor:
+    def broken(length: int, rows: int = 1) -> torch.Tensor:
         raise RuntimeError("capture not supported here")
 
     decoder._warm_up = broken  # type: ignore[method-assign]

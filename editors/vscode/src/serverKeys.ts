@@ -3,8 +3,8 @@
 export const SERVER_KEYS = [
     'model', 'quantization', 'device', 'dtype', 'fimMode', 'prefixTokens', 'suffixTokens', 'crossFileContext',
     'crossFileTokens', 'maxNewTokens', 'timeBudgetMs', 'alternatives', 'suggestions', 'contextWindow', 'threads',
-    'decode', 'instructModel', 'instructTokens', 'instructMaxNewTokens', 'backend', 'endpoint', 'apiKeyEnv',
-    'requestTimeoutMs', 'tokenizer', 'instructEndpoint',
+    'decode', 'speculative', 'prefetch', 'instructModel', 'instructTokens', 'instructMaxNewTokens', 'backend',
+    'endpoint', 'apiKeyEnv', 'requestTimeoutMs', 'tokenizer', 'instructEndpoint',
 ] as const;
 
 /** Text settings whose empty value ("") is sent as null. */
