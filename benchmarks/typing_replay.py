@@ -10,7 +10,11 @@ time, from ``codellama/stats``).  A last variant types into
 a 5,000-line file to measure that overhead where documents are big.
 
     python -m benchmarks.typing_replay [--model DIR] [--quantization nf4] [--max-new-tokens 64] [--repeats 2]
-        [--json benchmarks/results/typing.json]
+        [--json benchmarks/results/typing.json] [--speculation]
+
+``--speculation`` runs only the speculative-decoding and prefetch variants (both on, speculative off, prefetch
+off, both off), interleaved per repeat, with the model-call counters (tokens per model pass, draft acceptance,
+prefetched and prefetch hits) per variant.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from lsp_server.settings import Settings
 from lsp_server.stats import nearest_rank
 
 DEFAULT_ALTERNATIVES = Settings().alternatives
+DEFAULT_SPECULATIVE = Settings().speculative
+DEFAULT_PREFETCH = Settings().prefetch
 HERE = Path(__file__).parent
 CONTEXT_FILE = HERE / "data" / "inventory.py"
 FUNCTION = '''
@@ -60,6 +66,19 @@ def plain(obj: Any) -> Any:
 async def stats(client: LanguageClient) -> dict[str, Any]:
     result: dict[str, Any] = plain(await client.protocol.send_request_async("codellama/stats", {}))
     return result
+
+
+def speculation_counters(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What one variant's model calls did: tokens per model pass, draft acceptance, next suggestions computed ahead."""
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in (
+        "generated_tokens", "decode_forwards", "draft_tokens", "draft_accepted", "prefetched", "prefetch_hits")}
+    return {
+        "tokens_per_model_pass": round(delta["generated_tokens"] / delta["decode_forwards"], 3)
+        if delta["decode_forwards"] else None,
+        "draft_acceptance": round(delta["draft_accepted"] / delta["draft_tokens"], 3)
+        if delta["draft_tokens"] else None,
+        "prefetched": delta["prefetched"], "prefetch_hits": delta["prefetch_hits"],
+    }
 
 
 def big_file(base: str, lines: int) -> str:
@@ -134,6 +153,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "alternatives_off": (base, {"cacheReuse": True, "alternatives": 0}),
         "overhead_5000_lines": (big_file(base, 5000), {"cacheReuse": True, "maxNewTokens": 1}),
     }
+    if args.speculation:
+        variants = {
+            "speculative_on_prefetch_on": (base, {"speculative": True, "prefetch": True}),
+            "speculative_off_prefetch_on": (base, {"speculative": False, "prefetch": True}),
+            "speculative_on_prefetch_off": (base, {"speculative": True, "prefetch": False}),
+            "speculative_off_prefetch_off": (base, {"speculative": False, "prefetch": False}),
+        }
     engine = None
     if args.backend == "llama.cpp":  # local next to a real llama-server (f32 GGUF of the same weights), one run
         from tests.engines.llama_server import EMBEDDED_WEIGHTS, LLAMA_SERVER, convert_cached, launch
@@ -148,8 +174,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for r in range(args.repeats):
         for key, (text, settings) in variants.items():
             settings = {"cacheReuse": True, "maxNewTokens": args.max_new_tokens, "alternatives": DEFAULT_ALTERNATIVES,
+                        "speculative": DEFAULT_SPECULATIVE, "prefetch": DEFAULT_PREFETCH,
                         **settings}  # every key each time: a variant's setting must not leak into the next one
-            results[key].append(await replay(client, f"file:///bench/replay_{r}_{key}.py", text, settings))
+            counters = await stats(client)
+            result = await replay(client, f"file:///bench/replay_{r}_{key}.py", text, settings)
+            result.update(speculation_counters(counters, await stats(client)))
+            results[key].append(result)
     final = await stats(client)
     if engine is not None:
         from tests.engines.llama_server import stop
@@ -184,6 +214,8 @@ def main() -> None:
     parser.add_argument("--quantization", help="server quantization setting (none, nf4)")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="server maxNewTokens (default 64)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--speculation", action="store_true",
+                        help="only the speculative decoding / prefetch on-off variants")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--backend", choices=["local", "llama.cpp"], default="local",
                         help="llama.cpp: replay with the local engine and with a llama-server started here, one run")
