@@ -64,6 +64,15 @@ class Scheduler:
             ticket.cancel.set()  # the client cancelled: stop decoding at the next token
             raise
 
+    async def turn(self) -> None:
+        """Wait until the model work queued before this call is done.
+
+        A request waits here before it prepares its prompt: under a burst, the requests behind it are read
+        (and supersede it) meanwhile, so only the newest one pays for context, prompt and tokenization on the
+        event loop, and the loop stays free for everything else (``codellama/stats`` answers at once).
+        """
+        await asyncio.get_running_loop().run_in_executor(self._pool, _nothing)
+
     def submit(self, job: Callable[[], T]) -> Future[T]:
         """Run ``job`` on the worker outside any request (model loading), in order with requests."""
         return self._pool.submit(job)
@@ -72,3 +81,7 @@ class Scheduler:
         for ticket in self._latest.values():
             ticket.cancel.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _nothing() -> None:
+    """The no-op job ``Scheduler.turn`` waits for."""

@@ -223,9 +223,13 @@ class CodeLlamaServer(LanguageServer):
         """
         if self.loading is not None and not self.loading.done():
             await asyncio.wait([self.loading])  # first request while loading: wait; a failure shows below
+        start = time.monotonic()
+        await self.scheduler.turn()  # the worker is free: a newer request had its chance to supersede this one
+        if ticket.superseded:  # nothing prepared for it (a burst costs the loop one prepare, not one each)
+            self.stats.superseded += 1
+            return None
         try:
-            prepared = self.core.prepare(doc, offset, now=time.monotonic(), open_docs=self.documents,
-                                         invoked=invoked)
+            prepared = self.core.prepare(doc, offset, now=start, open_docs=self.documents, invoked=invoked)
         except (NotReadyError, TokenizerError) as exc:
             self.tell(str(exc), lsp.MessageType.Error)
             return None
