@@ -15,7 +15,9 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from lsp_server.completion import crossfile, fit_check
+import torch
+
+from lsp_server.completion import crossfile, faults, fit_check
 from lsp_server.completion.context import CompletionContext, ContextBudget, build_context
 from lsp_server.completion.crossfile import CrossFile, Snippet
 from lsp_server.completion.documents import Document
@@ -88,6 +90,7 @@ class CompletionCore:
         self.last_prompt: dict[str, object] = {}
         self.recent_stops: deque[tuple[str, str]] = deque(maxlen=16)  # (uri, why decoding ended), by the worker
         self.crossfile = CrossFile()  # workspace folders, parsed other files, recent edits (event loop only)
+        self.faults = faults.from_env()  # a test hook (lsp_server/completion/faults.py); None unless asked for
 
     # -- model lifetime (worker thread) ----------------------------------------------------------
     def load(self, progress: Progress | None = None) -> str:
@@ -301,11 +304,19 @@ class CompletionCore:
             exclude_first=exclude,
             text_prefix=heal,
         )
+        if self.faults is not None:
+            engine = self.faults.around(engine)  # test hook, off unless CODELLAMA_FAULT_INJECT is set
         try:
             result = engine.generate(req)
         except EngineError:
             engine.reset()
             raise
+        except torch.OutOfMemoryError as exc:  # CUDA ran out: one clear error, the cache rebuilt next time
+            engine.reset()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise EngineError(f"out of memory on the model's device ({exc}); the next request tries again") \
+                from None
         if forced:
             result = dataclasses.replace(result, ids=forced + result.ids,
                                          token_logprobs=forced_logprobs + result.token_logprobs)
