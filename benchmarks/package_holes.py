@@ -9,7 +9,8 @@ benchmark ships offline in a pip package (the PyPI list has none with data), so 
 
 * Source: more-itertools 11.2.1 (MIT, https://pypi.org/project/more-itertools/), the wheel
   ``more_itertools-11.2.1-py3-none-any.whl`` (sha256 ``35a7377e...``), fetched once with
-  ``pip download --no-deps --only-binary=:all: more-itertools==11.2.1 -d shared/data/more-itertools``.
+  ``pip download --no-deps --only-binary=:all: more-itertools==11.2.1`` into ``build/more-itertools/`` (ignored
+  by git) on the first run, and checked against that hash on every run.
 * Holes: for every public function of ``more.py`` and ``recipes.py`` whose docstring has doctests, the lines
   its own doctests execute (traced once, in process) that hold one whole simple statement or a one-line
   ``if``/``for``/``while``/``with``/``elif`` header, at most 90 characters; two per function, drawn with
@@ -58,7 +59,7 @@ from lsp_server.stats import nearest_rank
 REPO = Path(__file__).resolve().parent.parent
 WHEEL_NAME = "more_itertools-11.2.1-py3-none-any.whl"
 WHEEL_SHA256 = "35a7377edd1dd6608dcb2cdf534ded55ea32d49448875ad042cd3f879fb1ded0"
-DEFAULT_WHEEL = REPO.parent / "shared" / "data" / "more-itertools" / WHEEL_NAME
+DEFAULT_WHEEL = REPO / "build" / "more-itertools" / WHEEL_NAME
 MODULES = ("more", "recipes")
 MAX_CHARS = 90
 PER_FUNCTION = 2
@@ -85,6 +86,17 @@ class Hole:
     function: str
     row: int  # 0-based line emptied
     target: str  # the line that was there
+
+
+def fetch_wheel(wheel: Path) -> None:
+    """Download the pinned wheel from PyPI into ``wheel``'s folder (the first run only; its hash is checked on use)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "more-itertools==11.2.1",
+           "-d", str(wheel.parent)]
+    if subprocess.run(cmd, check=False).returncode != 0 or not wheel.is_file():
+        raise SystemExit(f"{wheel} missing and could not be downloaded: {' '.join(cmd)}")
 
 
 def read_package(wheel: Path) -> dict[str, str]:
@@ -333,8 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.set == "more-itertools" and not args.wheel.is_file():
-        raise SystemExit(f"{args.wheel} missing: pip download --no-deps --only-binary=:all: more-itertools==11.2.1 "
-                         f"-d {args.wheel.parent}")
+        fetch_wheel(args.wheel)
     core = make_core(args.fim_mode, args.model, threads=args.threads)
     core.apply_settings(dataclasses.replace(core.settings, suggestions=max(1, args.suggestions)))
     t0 = time.perf_counter()
