@@ -141,6 +141,7 @@ class RemoteBackend:
                 first.stop = reason
                 return self._result(req, first, first, t0)
         rest = self._request(prompt + forced, req, req.max_new_tokens - len(forced), heal, frozenset(), forced)
+        rest.ids = forced + rest.ids  # the answer is the banned-first token and what followed it, as locally
         return self._result(req, first or rest, rest, t0)
 
     def _result(self, req: GenerationRequest, head: Streamed, tail: Streamed, t0: float) -> GenerationResult:
