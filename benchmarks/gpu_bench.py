@@ -13,7 +13,10 @@
    d. our engine with cache reuse on, eager decode (to separate what reuse and graphs each bring);
    e. as (c) but the static step run eagerly, no graphs: the same kernels as (c), to show what the graphs
       alone bring;
-   c. our engine with everything on: cache reuse and the static decode step, replayed from CUDA graphs.
+   c. our engine with everything on: cache reuse and the static decode step, replayed from CUDA graphs;
+   s. as (c) plus speculative decoding: drafts from the prompt verified by the fixed-shape k+1-row step (its own
+      graphs), reported with tokens per model pass and draft acceptance.  bitsandbytes' batch-1 NF4 GEMV does
+      not apply to k+1 rows, so whether it pays on a GPU is what this variant measures.
 4. Prints and writes JSON: device, decode tokens/s, cold prefill ms, keystroke→suggestion p50/p95, GPU memory
    (peak allocated; weights + KV cache at 16k context, computed and measured), the p50 speed-up of (c) over
    (a), and whether the variants' greedy outputs are equal.  On CPU in float32 all of them are.  On CUDA in
@@ -72,7 +75,8 @@ SMOKE_SHAPE: dict[str, Any] = {**CODELLAMA_7B, "hidden_size": 256, "intermediate
 TEXT = (Path(__file__).parent / "data" / "inventory.py").read_text()
 TYPED = "\n\ndef restock_report(items, threshold=5):\n    low = [item.name for item in items if item.stock < 5]\n"
 VARIANTS = {"a": "a_generate", "b": "b_engine_no_reuse", "d": "d_engine_reuse_eager",
-            "e": "e_engine_static_reuse_no_graphs", "c": "c_engine_static_reuse"}
+            "e": "e_engine_static_reuse_no_graphs", "c": "c_engine_static_reuse",
+            "s": "s_engine_static_reuse_speculative"}
 
 
 @dataclass(frozen=True)
@@ -200,7 +204,8 @@ def engine_generate(engine: Engine, results: list[GenerationResult]) -> tuple[Ge
 
 def make_engine(key: str, model: Any, plan: Plan) -> Engine:
     """(b) no reuse, eager; (d) reuse, eager; (e) reuse, static step without graphs; (c) reuse, static + graphs."""
-    engine = Engine(model, plan.context_window, reuse_cache=key != "b", decode="static" if key == "c" else "eager")
+    engine = Engine(model, plan.context_window, reuse_cache=key != "b", decode="static" if key in "cs" else "eager",
+                    speculative=key == "s")
     if key == "e":  # (c)'s step and tail handling, run eagerly
         engine.static = StaticDecoder(engine.runner, graphs=False, tail_steps=GRAPH_TAIL_STEPS)
         engine.forward, engine.decode = engine.static.forward, "static"
@@ -268,9 +273,9 @@ def step_agreement(engine: Engine, prompt: list[int], steps: int) -> dict[str, A
     min_gap, near_ties = float("inf"), 0
     for _ in range(steps):
         replay = static.step(token, pos)  # graph replay where captured (c)
-        static._set_inputs(token, pos)
+        static._set_inputs([token], pos)
         eager = static._step(static.bucket(pos))
-        static._set_inputs(token, pos)
+        static._set_inputs([token], pos)
         repeat_equal += int(torch.equal(eager, static._step(static.bucket(pos))))
         forward = runner.forward([token], pos)
         top2 = torch.topk(eager, 2).values
@@ -347,7 +352,8 @@ def run_variant(key: str, loaded: LoadedModel, plan: Plan, prompts: tuple[list[i
             (fn, per_token), reset = engine_generate(engine, results), engine.reset
             if engine.static is not None:
                 entry.update(decode="static", cuda_graphs=engine.static.use_graphs,
-                             graph_windows=sorted(engine.static.graphs), graph_fallback=engine.static.fallback)
+                             graph_windows=sorted({length for length, _ in engine.static.graphs}),
+                             graph_fallback=engine.static.fallback)
             else:
                 entry["decode"] = "eager"
         metrics, outputs = measure(fn, per_token, plan, *prompts, device, reset)
@@ -355,6 +361,11 @@ def run_variant(key: str, loaded: LoadedModel, plan: Plan, prompts: tuple[list[i
         if results:  # the typing replay's requests are the last ones
             typing = results[-len(prompts[2]):]
             entry["prefilled_tokens_per_keystroke"] = round(sum(r.prefilled_tokens for r in typing) / len(typing), 2)
+            passes, drafted = sum(r.timings.get("forwards", 0) for r in typing), sum(r.timings.get("drafted", 0)
+                                                                                   for r in typing)
+            entry["tokens_per_model_pass"] = round(sum(len(r.ids) for r in typing) / passes, 3) if passes else None
+            entry["draft_acceptance"] = round(sum(r.timings.get("accepted", 0) for r in typing) / drafted, 3) \
+                if drafted else None
         entry["distinct_output_tokens"] = len({t for ids in outputs["typing"] for t in ids})
         if engine is not None and engine.static is not None:  # a capture may have failed late
             entry.update(cuda_graphs=engine.static.use_graphs, graph_fallback=engine.static.fallback)
@@ -436,7 +447,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report["prompt_tokens"] = len(prompts[0])
         report["typing_prompt_tokens"] = [len(prompts[2][0]), len(prompts[2][-1])]
         outputs: dict[str, dict[str, Any] | None] = {}
-        for key in ("a", "b", "d", "e", "c"):
+        for key in ("a", "b", "d", "e", "c", "s"):
             outputs[key] = run_variant(key, loaded, plan, prompts, device, report, start)
             free(device)
             save()
@@ -468,11 +479,13 @@ def finish(report: dict[str, Any], outputs: dict[str, dict[str, Any] | None], de
     report["speedup_c_over_d_p50"] = ratio("d", "c", "keystroke_ms_p50")
     report["speedup_c_over_e_p50"] = ratio("e", "c", "keystroke_ms_p50")
     report["decode_speedup_c_over_a"] = ratio("a", "c", "decode_ms_per_token")
+    report["speedup_s_over_c_p50"] = ratio("c", "s", "keystroke_ms_p50")
+    report["decode_speedup_s_over_c"] = ratio("c", "s", "decode_ms_per_token")
     equality: dict[str, Any] = {}
-    for x, y in (("c", "e"), ("b", "c"), ("d", "c"), ("b", "d"), ("a", "b")):
+    for x, y in (("c", "e"), ("b", "c"), ("d", "c"), ("b", "d"), ("a", "b"), ("c", "s")):
         ox, oy = outputs.get(x), outputs.get(y)
         equality[f"{x}_vs_{y}"] = compare(ox, oy) if ox is not None and oy is not None else None
-    for x, y in (("b", "c"), ("c", "e")):
+    for x, y in (("b", "c"), ("c", "e"), ("c", "s")):
         pair = equality[f"{x}_vs_{y}"]
         equality[f"{x}_equals_{y}"] = bool(pair and pair["equal"])
     equality["note"] = ("Sequences: equal on CPU in float32.  In bf16 on CUDA a near-tie between two tokens may go "

@@ -43,6 +43,10 @@ def test_smoke_run_on_cpu_reports_everything_and_the_engine_paths_agree(tmp_path
     eq = report["equality"]
     assert eq["b_equals_c"] is True and eq["c_equals_e"] is True  # float32 on CPU: the paths agree exactly
     assert eq["b_vs_c"]["identical_keystrokes"] == gpu_bench.SMOKE.keystrokes
+    assert eq["c_equals_s"] is True  # speculative decoding: the same greedy output (float32 on CPU)
+    spec = report["variants"]["s_engine_static_reuse_speculative"]
+    assert spec["decode"] == "static" and spec["tokens_per_model_pass"] >= 1.0
+    assert isinstance(report["speedup_s_over_c_p50"], float)
     assert "a_vs_b" in eq and "note" in eq
     assert report["variants"]["c_engine_static_reuse"]["distinct_output_tokens"] > 5  # not one token repeated
     agreement = report["variants"]["c_engine_static_reuse"]["step_agreement"]  # teacher-forced, float32
