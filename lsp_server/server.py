@@ -59,6 +59,7 @@ class CodeLlamaServer(LanguageServer):
         self.progress_cancels: dict[str, threading.Event] = {}  # by progress token, for workDoneProgress/cancel
         self.loading: asyncio.Future[Any] | None = None
         self._shown_errors: set[str] = set()
+        self._outages: set[str] = set()  # shown messages of faults that pass (engine down, 5xx, timeout)
 
     # -- the protocol edge (lsp_server.protocol) --------------------------------------------------------
     def feature(self, feature_name: str, options: Any | None = None) -> Any:
@@ -96,6 +97,11 @@ class CodeLlamaServer(LanguageServer):
             return
         self._shown_errors.add(message)
         self.window_show_message(lsp.ShowMessageParams(type=kind, message=f"codellama-lsp: {message}"))
+
+    def forget_failures(self) -> None:
+        """The engine answered: a later outage is told again (once), instead of staying silent for good."""
+        self._shown_errors -= self._outages
+        self._outages.clear()
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         """Errors outside any request go to the client's log, not to pop-ups."""
@@ -239,10 +245,13 @@ class CodeLlamaServer(LanguageServer):
         except EngineError as exc:
             self.stats.errors += 1
             self.tell(f"completion failed: {exc}")
+            if getattr(exc, "transient", False):  # a remote engine's passing fault: told again after a recovery
+                self._outages.add(f"completion failed: {exc}")
             return None
         if outcome is None:  # superseded before it started
             self.stats.superseded += 1
             return None
+        self.forget_failures()
         r = outcome.result
         self.stats.record_generation(r.prompt_tokens, r.reused_tokens, r.prefilled_tokens, len(r.ids))
         self.stats.record_speculation(r.timings)

@@ -107,6 +107,7 @@ class RemoteBackend:
         except RemoteError as exc:
             if exc.transient:
                 self.conn.failed(exc)
+                self.checked = False  # it may come back restarted with another model: check its vocabulary again
             raise
         self.conn.succeeded()
         return result
