@@ -258,6 +258,11 @@ async def test_openai_backend_against_v1_completions(engine: LlamaServer, client
     assert [(p, x, y) for p, (x, y) in zip(positions, pairs, strict=True) if x != y] == []
 
 
+# One distinctive parameter name per document: an answer that names another document's parameter came from that
+# document's request.
+NAMES = ["apples", "bricks", "cables", "drills", "engines", "fabrics", "gloves", "hammers"]
+
+
 async def test_eight_editors_on_one_engine(engine: LlamaServer, clients: list[LanguageClient]):
     files = sorted(p for p in DEPOT.glob("*.py") if p.stat().st_size > 300)[:8]
     while len(files) < 8:
@@ -265,24 +270,42 @@ async def test_eight_editors_on_one_engine(engine: LlamaServer, clients: list[La
     editors = [await start_client({"backend": "llama.cpp", "endpoint": engine.url, "alternatives": 0})
                for _ in range(8)]
     clients += editors
-    tails = [f"\n\ndef first_{i}(items):\n    " for i in range(8)]
+    tails = [f"\n\ndef count_{name}({name}):\n    " for name in NAMES]
     buffers = [Buffer(c, f.as_uri().replace(".py", f"_{i}.py"), f.read_text() + tails[i])
                for i, (c, f) in enumerate(zip(editors, files, strict=True))]
 
-    async def typing(buf: Buffer) -> list[tuple[str, str | None]]:
-        seen: list[tuple[str, str | None]] = []
+    async def typing(buf: Buffer) -> list[tuple[str, lsp.Position, lsp.InlineCompletionList | None]]:
+        seen = []
         for ch in "return ":
             buf.insert(len(buf.text), ch)
-            seen.append((buf.text, text_of(await buf.complete())))
+            seen.append((buf.text, buf.end(), await buf.complete()))
         return seen
 
     answers = await asyncio.gather(*(typing(b) for b in buffers))
     assert all(len(a) == 7 for a in answers)  # every request answered
-    # Each answer belongs to its own document and version: one more editor, alone on the engine, asks at each
-    # document's final text and gets exactly what its own editor got while all eight typed at once.
+    for seen in answers:  # each answer is for its own request's version: it starts at that version's cursor
+        for _, cursor, result in seen:
+            for item in (result.items if result is not None else []):
+                assert item.range is None or item.range.start == cursor, (item.range, cursor)
+    # Each final answer belongs to its own document: one more editor, alone on the engine, asks at each document's
+    # final text.  llama.cpp does not promise bit-identical logits across batch compositions (8 slots decoding
+    # together vs one alone, prompts cached in other chunks), so a greedy answer may flip at a near-tie.  As seen
+    # (3 of 8 in one run, 1 of 8 in another): only the last of 16 tokens, between two pieces that spell the same
+    # parameter ("(brick" vs "(bricks", "(en" vs "(eng").  What must hold: the answer equals the solo one or shares
+    # all but its tail with it, and never names another document's parameter or equals another document's answer.
     checker = await start_client({"backend": "llama.cpp", "endpoint": engine.url, "alternatives": 0})
     clients.append(checker)
+    finals = [text_of(seen[-1][2]) for seen in answers]
+    alone = [text_of(await Buffer(checker, buf.uri, buf.text).complete()) for buf in buffers]
     for buf, seen in zip(buffers, answers, strict=True):
         assert seen[-1][0] == buf.text
-        alone = text_of(await Buffer(checker, buf.uri, buf.text).complete())
-        assert alone == seen[-1][1], (buf.uri, alone, seen[-1][1])
+    assert sum(x is not None and NAMES[i] in x for i, x in enumerate(alone)) >= 4, alone  # the test can tell
+    for i, (got, solo) in enumerate(zip(finals, alone, strict=True)):
+        others = [n for n in NAMES if n != NAMES[i]]
+        assert not any(n in (got or "") for n in others), (i, got)
+        assert got == solo or got not in [a for j, a in enumerate(alone) if j != i and a != solo], (i, got, alone)
+        if got != solo:
+            assert got is not None and solo is not None, (i, got, solo)
+            short = min(len(got), len(solo))
+            shared = next((k for k in range(short) if got[k] != solo[k]), short)
+            assert shared >= 0.75 * short, (i, got, solo)
