@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -138,11 +139,11 @@ def code_server(tmp_path: Path, vsix: Path) -> Iterator[CodeServer]:
         server.close()
 
 
-def drive(code_server: CodeServer) -> dict:
+def drive(code_server: CodeServer, line: int = LINE, scenario: str = "full") -> dict:
     ARTIFACTS.mkdir(exist_ok=True)
     out = subprocess.run(
         ["node", str(VSCODE / "test" / "e2e.mjs"), "--url", code_server.url, "--file", "stack.py",
-         "--line", str(LINE), "--artifacts", str(ARTIFACTS)],
+         "--line", str(line), "--artifacts", str(ARTIFACTS), "--scenario", scenario],
         cwd=VSCODE, capture_output=True, text=True, timeout=420)
     lines = out.stdout.strip().splitlines()
     seen = json.loads(lines[-1]) if lines else {}
@@ -196,3 +197,23 @@ def test_ghost_text_in_vscode(code_server: CodeServer) -> None:
     while any(alive(p) for p in servers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(alive(p) for p in servers), "the language server outlived VS Code"
+
+
+def test_accepting_at_column_0_of_an_indented_blank_line(code_server: CodeServer) -> None:
+    """Issue 15 defect 2: Trigger Inline Suggestion at column 0 of a line holding eight spaces, a key bound to
+    Accept Inline Suggestion accepts it (Tab indents there); the saved line has the indentation once (the server's
+    range replaces the line's spaces) and nothing trailing."""
+    # A key for Accept Inline Suggestion: VS Code binds Tab to it only when the suggestion starts with less indentation
+    # than the tab size (inlineSuggestionHasIndentationLessThanTabSize); this one starts with 8 spaces, so Tab indents.
+    code_server.settings.with_name("keybindings.json").write_text(json.dumps([{
+        "key": "ctrl+alt+shift+enter", "command": "editor.action.inlineSuggest.commit"}]))
+    path = code_server.workspace / "stack.py"
+    lines = STACK.split("\n")
+    lines.insert(ROW + 1, " " * 8)  # after "        self.items"
+    path.write_text("\n".join(lines))
+    seen = drive(code_server, line=ROW + 2, scenario="column0")
+    print(json.dumps(seen, indent=1))
+    line = path.read_text().split("\n")[ROW + 1]
+    assert seen["ghostText"].strip()
+    assert seen["acceptAttempts"] <= 2
+    assert re.fullmatch(r" {8}\S(.*\S)?", line), repr(line)
