@@ -291,7 +291,8 @@ class CodeLlamaServer(LanguageServer):
             await asyncio.sleep(0)  # the answer that triggered it goes out first
             virtual = Document(uri, language_id, -1, before + after)
             prepared = self.core.prepare(virtual, len(before), now=time.monotonic(), open_docs=self.documents)
-            outcome = await self.scheduler.run(ticket, lambda: self.core.generate(prepared, ticket.cancel, 1))
+            outcome = await self.scheduler.run(
+                ticket, lambda: self.core.generate(prepared, ticket.cancel, 1, record=False))
         except (NotReadyError, TokenizerError, EngineError) as exc:
             log.debug("prefetch skipped: %s", exc)
             return

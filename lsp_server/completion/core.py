@@ -205,7 +205,8 @@ class CompletionCore:
         header = crossfile.render(chosen, current, style)
         return chosen, header, sum(count(line) for line in header.splitlines(keepends=True))
 
-    def generate(self, prep: Prepared, cancel: threading.Event | None = None, want: int = 1) -> Outcome:
+    def generate(self, prep: Prepared, cancel: threading.Event | None = None, want: int = 1,
+                 record: bool = True) -> Outcome:
         """Run the model and post-process (worker thread).
 
         When the answer does not fit the code around the cursor (``fit_check``: a syntax error at it once
@@ -223,9 +224,10 @@ class CompletionCore:
         if prep.restart_budget_s is not None:
             prep = dataclasses.replace(prep, deadline=max(prep.deadline, time.monotonic() + prep.restart_budget_s))
         tok = self.tokenizer
-        self.last_prompt = {"mode": prep.prompt.mode, "ids": prep.prompt.ids, "healed": prep.prompt.healed or None,
-                            "text": render(tok, prep.prompt.ids),
-                            "crossfile": [f"{s.path}:{s.line + 1}" for s in prep.snippets]}
+        if record:  # a prefetch is not what the user asked for: ``codellama/lastPrompt`` keeps the real request
+            self.last_prompt = {"mode": prep.prompt.mode, "ids": prep.prompt.ids,
+                                "healed": prep.prompt.healed or None, "text": render(tok, prep.prompt.ids),
+                                "crossfile": [f"{s.path}:{s.line + 1}" for s in prep.snippets]}
         first = chosen = self._attempt(prep, [], [], frozenset(), cancel)
         answers, decode_ms = [first], first.result.decode_ms
         fits: dict[int, bool] = {}  # by id(answer): each answer parsed at most once, and only when needed
@@ -252,7 +254,8 @@ class CompletionCore:
                 excluded |= choice
                 if looking and self._fits(prep, other, fits):
                     chosen, looking = other, False
-        self.recent_stops.append((prep.uri, chosen.result.stop))
+        if record:
+            self.recent_stops.append((prep.uri, chosen.result.stop))
         result = dataclasses.replace(first.result, ids=chosen.result.ids, stop=chosen.result.stop, decode_ms=decode_ms,
                                      token_logprobs=chosen.result.token_logprobs)
         timings = {
