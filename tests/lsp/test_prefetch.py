@@ -79,19 +79,27 @@ async def until_prefetched(client: LanguageClient, count: int) -> None:
 @pytest.mark.asyncio(loop_scope="module")
 async def test_tab_tab_tab_each_next_suggestion_is_ready_and_the_same(client: LanguageClient) -> None:
     buf = Buffer(client, "file:///work/prefetch_tabs.py", SOURCE + "        return sum(")
+    done = (await stats(client))["prefetched"]  # read before the answer whose prefetch we wait for
     texts = await shown(buf)
-    hits = 0
-    while texts and hits < 3:  # accept, and the next suggestion is already there
+    steps: list[tuple[str, list[str]]] = []
+    while texts and len(steps) < 3:  # accept, and the next suggestion is already there
+        await until_prefetched(client, done + 1)
         before = await stats(client)
-        await until_prefetched(client, before["prefetched"] + 1)
+        done = before["prefetched"]
         buf.insert(len(buf.text), texts[0])
-        texts = await shown(buf)
+        texts = await shown(buf)  # answered from the prefetch, which starts the next one
         after = await stats(client)
         assert after["prefetch_hits"] == before["prefetch_hits"] + 1
         assert after["generated_tokens"] == before["generated_tokens"], "the model was asked"
-        hits += 1
-        assert await without_prefetch(client, buf) == texts  # the very suggestions the model gives
-    assert hits >= 1
+        steps.append((buf.text, texts))
+    assert steps
+    configure(client, prefetch=False)  # checked after the loop: a model call would cancel the running prefetch
+    try:
+        for i, (text, expected) in enumerate(steps):
+            fresh = Buffer(client, f"file:///work/prefetch_tabs_check{i}.py", text)
+            assert await shown(fresh) == expected  # the very suggestions the model gives
+    finally:
+        configure(client, prefetch=True)
 
 
 @pytest.mark.asyncio(loop_scope="module")
