@@ -161,17 +161,11 @@ class Engine:
         return self.drafter.draft(room)
 
     def _stop_after(self, req: GenerationRequest, out: list[int]) -> StopReason | None:
-        if req.should_stop is not None and req.should_stop(out):
-            return "rule"
-        if len(out) >= req.max_new_tokens:
-            return "max_tokens"
-        if req.cancel is not None and req.cancel.is_set():
-            return "cancelled"
-        if req.deadline is not None and time.monotonic() >= req.deadline:
-            return "time"
-        if len(self.cached_ids) + 1 >= self.max_context:
+        """The request's rules, then the end of the KV buffer."""
+        reason = req.stop_after(out)
+        if reason is None and len(self.cached_ids) + 1 >= self.max_context:
             return "context"
-        return None
+        return reason
 
     def _pick(self, logits: torch.Tensor, allowed: list[int] | None, exclude: frozenset[int] = frozenset()) -> int:
         """Greedy choice among the ids the tokenizer has, restricted to ``allowed`` while token healing

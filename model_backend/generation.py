@@ -7,6 +7,7 @@ server, OpenAI-compatible servers) through these few types, and none of them nee
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -39,6 +40,19 @@ class GenerationRequest:
     # The text the answer must start with (token healing), for engines that constrain by grammar or regex (remote
     # backends) rather than through ``constrain``; the local engine uses ``constrain`` and ignores this.
     text_prefix: str = ""
+
+    def stop_after(self, out: list[int]) -> StopReason | None:
+        """Why decoding ends after the ids ``out``, by the request's own rules (checked after every token, in this
+        order, by every backend), or None to go on."""
+        if self.should_stop is not None and self.should_stop(out):
+            return "rule"
+        if len(out) >= self.max_new_tokens:
+            return "max_tokens"
+        if self.cancel is not None and self.cancel.is_set():
+            return "cancelled"
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return "time"
+        return None
 
 
 @dataclass

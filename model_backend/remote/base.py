@@ -137,7 +137,7 @@ class RemoteBackend:
             forced = first.ids[:1]
             done = self.tok.decode_middle(forced)
             heal = heal[len(done):] if heal.startswith(done) else ""
-            reason = self._stop_after(req, forced)
+            reason = req.stop_after(forced)
             if reason is not None:
                 first.stop = reason
                 return self._result(req, first, first, t0)
@@ -155,18 +155,6 @@ class RemoteBackend:
             prefilled_tokens=prefilled, prefill_ms=head.prompt_ms, decode_ms=max(0.0, total_ms - head.prompt_ms),
             timings={"engine_prompt_ms": head.prompt_ms, "request_ms": total_ms},
         )
-
-    def _stop_after(self, req: GenerationRequest, out: list[int]) -> StopReason | None:
-        """The local engine's per-token checks, in its order."""
-        if req.should_stop is not None and req.should_stop(out):
-            return "rule"
-        if len(out) >= req.max_new_tokens:
-            return "max_tokens"
-        if req.cancel is not None and req.cancel.is_set():
-            return "cancelled"
-        if req.deadline is not None and time.monotonic() >= req.deadline:
-            return "time"
-        return None
 
     def _remaining_ms(self, req: GenerationRequest) -> int | None:
         if req.deadline is None:

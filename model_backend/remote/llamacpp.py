@@ -86,7 +86,7 @@ class LlamaCppBackend(RemoteBackend):
                     if banned:  # the first token of an alternative: the caller goes on without the ban
                         got.ids = out
                         return got
-                    reason = self._stop_after(req, forced + out)
+                    reason = req.stop_after(forced + out)
                     if reason is not None:
                         got.ids, got.stop = out, reason  # leaving the block closes the stream: the slot stops
                         return got

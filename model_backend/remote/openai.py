@@ -91,7 +91,7 @@ class OpenAIBackend(RemoteBackend):
                     if banned:
                         got.ids = ids[:1]
                         return got
-                    reason = self._stop_after(req, forced + ids)
+                    reason = req.stop_after(forced + ids)
                     if reason is not None:
                         got.ids, got.stop = ids, reason
                         return got
