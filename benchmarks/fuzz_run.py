@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.lsp.fuzz_traffic import Traffic
+from tests.lsp.fuzz_traffic import Traffic, deliver
 from tests.lsp.rawclient import RawServer
 
 URI = "file:///work/final.py"
@@ -26,32 +25,12 @@ def run(seed: int, count: int, timeout: float) -> dict[str, Any]:
     started = time.monotonic()
     try:
         server.initialize({"timeBudgetMs": 30000})
-        expected: list[Any] = []
-        sent = 0
-
-        def writer() -> None:
-            nonlocal sent
-            for item in Traffic(seed, count, True).items():
-                server.write(item.data)
-                sent += 1
-                if item.request_id is not None:
-                    expected.append(item.request_id)
-
-        thread = threading.Thread(target=writer, daemon=True)
-        thread.start()
-        thread.join(timeout)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not all(server.answer_counts()[json.dumps(i)] for i in expected):
-            time.sleep(0.5)
-        counts = server.answer_counts()
-        allowed = {json.dumps(i) for i in expected} | {"null", "1"}  # 1: our initialize
+        d = deliver(server, Traffic(seed, count, True), timeout)
         server.open(URI, TEXT)
         final = server.complete(URI, 2, len("    return total / "), kind=1, timeout=300)
-        return {"seed": seed, "messages": sent + 1, "requests": len(expected),
-                "input_stalled": thread.is_alive(),
-                "unanswered": sum(not counts[json.dumps(i)] for i in expected),
-                "duplicated": sum(counts[json.dumps(i)] > 1 for i in expected),
-                "answers_to_unknown_ids": sum(k not in allowed and not k.startswith('"') for k in counts),
+        return {"seed": seed, "messages": d.sent + 1, "requests": d.sent_requests, "input_stalled": d.input_stalled,
+                "unanswered": len(d.unanswered), "duplicated": len(d.duplicated),
+                "answers_to_unknown_ids": len(d.strangers),
                 "tracebacks": server.stderr.count("Traceback"), "invalid_stdout_frames": len(server.violations),
                 "alive": server.proc.poll() is None, "final_items": len(final.get("result", {}).get("items", [])),
                 "peak_rss_mb": round(server.vm_hwm_kb() / 1024, 1), "wall_s": round(time.monotonic() - started, 1),

@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import json
 import random
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.lsp.rawclient import RawServer
 
 BASE_TEXT = "import os\n\n\ndef total(values):\n    result = 0\n    for v in values:\n        result += v\n    \n"
 ODD_LINES = ["emoji = '😀😀'  # surrogate pairs\n", "名前 = '漢字'\n", "\tx = 1\t# tabs\n", "s = '\\u2028'\n"]
@@ -156,3 +161,42 @@ class Traffic:
             else:
                 yield self.garbage()
             sent += 1
+
+
+@dataclass
+class Delivery:
+    """What one fuzz session sent, and what came back for it."""
+
+    sent: int  # messages written (our initialize not counted)
+    sent_requests: int
+    input_stalled: bool  # the writer was still blocked when its time ran out: the server stopped reading
+    unanswered: list[Any]
+    duplicated: list[Any]
+    strangers: list[str]  # answers to ids never sent as requests
+
+
+def deliver(server: RawServer, traffic: Traffic, timeout: float) -> Delivery:
+    """Write every message from a thread (a server that stops reading shows as a stalled writer), then wait up to
+    ``timeout`` for every request's answer, and count what is missing, doubled or addressed to an unknown id."""
+    expected: list[Any] = []
+    sent = 0
+
+    def writer() -> None:
+        nonlocal sent
+        for item in traffic.items():
+            server.write(item.data)
+            sent += 1
+            if item.request_id is not None:
+                expected.append(item.request_id)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not all(server.answer_counts()[json.dumps(i)] for i in expected):
+        time.sleep(0.2)
+    counts = server.answer_counts()
+    allowed = {json.dumps(i) for i in expected} | {"null", "1"}  # 1: our initialize
+    return Delivery(sent, len(expected), thread.is_alive(), [i for i in expected if not counts[json.dumps(i)]],
+                    [i for i in expected if counts[json.dumps(i)] > 1],
+                    [k for k in counts if k not in allowed and not k.startswith('"')])

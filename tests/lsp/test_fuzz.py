@@ -6,12 +6,10 @@ last completion the same as on a fresh server, no traceback on stderr, only stri
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from typing import Any
 
-from tests.lsp.fuzz_traffic import Traffic
+from tests.lsp.fuzz_traffic import Traffic, deliver
 from tests.lsp.rawclient import RawServer
 
 FINAL_URI = "file:///work/final.py"
@@ -25,36 +23,12 @@ def run_session(seed: int, count: int, big_document: bool = True, answer_timeout
     started = time.monotonic()
     try:
         server.initialize(OPTIONS)
-        traffic = Traffic(seed, count, big_document)
-        expected: list[Any] = []
-        sent = 0
-
-        def writer() -> None:
-            nonlocal sent
-            for item in traffic.items():
-                server.write(item.data)
-                sent += 1
-                if item.request_id is not None:
-                    expected.append(item.request_id)
-
-        thread = threading.Thread(target=writer, daemon=True)
-        thread.start()
-        thread.join(timeout=answer_timeout)
-        assert not thread.is_alive(), "the server stopped reading its input"
-        deadline = time.monotonic() + answer_timeout
-        while time.monotonic() < deadline:
-            counts = server.answer_counts()
-            if all(counts[json.dumps(i)] for i in expected):
-                break
-            time.sleep(0.2)
-        counts = server.answer_counts()
-        unanswered = [i for i in expected if not counts[json.dumps(i)]]
-        duplicated = [i for i in expected if counts[json.dumps(i)] > 1]
-        allowed = {json.dumps(i) for i in expected} | {"null", "1"}  # 1 = our initialize
-        strangers = [k for k in counts if k not in allowed and not k.startswith('"')]
+        d = deliver(server, Traffic(seed, count, big_document), answer_timeout)
+        assert not d.input_stalled, "the server stopped reading its input"
+        unanswered, duplicated, strangers = d.unanswered, d.duplicated, d.strangers
         server.open(FINAL_URI, FINAL_TEXT)
         final = server.complete(FINAL_URI, 2, len("    return total / "), kind=1, timeout=300)
-        figures = {"messages": sent + 1, "requests": len(expected), "unanswered": len(unanswered),
+        figures = {"messages": d.sent + 1, "requests": d.sent_requests, "unanswered": len(unanswered),
                    "duplicated": len(duplicated), "answers_to_unknown_ids": len(strangers),
                    "tracebacks": server.stderr.count("Traceback"), "invalid_stdout_frames": len(server.violations),
                    "peak_rss_mb": round(server.vm_hwm_kb() / 1024, 1),
