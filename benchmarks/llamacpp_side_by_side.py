@@ -31,6 +31,7 @@ from lsp_server.stats import nearest_rank
 from model_backend.engine import Engine
 from model_backend.generation import GenerationRequest
 from model_backend.loading import LoadSpec, load
+from model_backend.speculative import DRAFT_TOKENS
 from model_backend.tokenization import CodeLlamaTokenizer
 
 TEXT = (Path(__file__).parent / "data" / "inventory.py").read_text()
@@ -47,8 +48,10 @@ MAX_NEW = 16
 class Ours:
     """One of our engines (plain or speculative) on one dtype."""
 
-    def __init__(self, model: Any, tok: CodeLlamaTokenizer, speculative: bool) -> None:
-        self.engine = Engine(model, 4096, vocab_limit=tok.vocab_size, speculative=speculative)
+    def __init__(self, model: Any, tok: CodeLlamaTokenizer, speculative: bool,
+                 draft_tokens: int = DRAFT_TOKENS) -> None:
+        self.engine = Engine(model, 4096, vocab_limit=tok.vocab_size, speculative=speculative,
+                             draft_tokens=draft_tokens)
         self.engine.warm_up(tok.bos_id)
         self.tok = tok
 
@@ -62,7 +65,10 @@ class Ours:
         r = self.engine.generate(GenerationRequest(prompt_ids=ids, max_new_tokens=MAX_NEW, stop_ids=tok.stop_ids(),
                                                    should_stop=stop if newline else None))
         wall = (time.perf_counter() - t0) * 1e3
-        return {"ms": wall, "ids": r.ids, "decode_ms": r.decode_ms, "prefilled": r.prefilled_tokens,
+        # tokens the prefill's pass produced: its own choice plus any draft it verified and accepted
+        first = 1 + int(r.timings["prefill_accepted"]) if r.ids else 0
+        return {"ms": wall, "ids": r.ids, "decode_ms": r.decode_ms, "engine_ms": r.prefill_ms + r.decode_ms,
+                "first_pass_tokens": first, "prefilled": r.prefilled_tokens,
                 "forwards": r.timings["forwards"], "drafted": r.timings["drafted"], "accepted": r.timings["accepted"]}
 
 
@@ -84,17 +90,24 @@ class LlamaCpp:
         t = data.get("timings", {})
         n = int(t.get("predicted_n", 0))
         return {"ms": wall, "ids": list(data.get("tokens", [])), "decode_ms": float(t.get("predicted_ms", 0.0)),
+                "engine_ms": float(t.get("prompt_ms", 0.0)) + float(t.get("predicted_ms", 0.0)),
+                "first_pass_tokens": 1 if n else 0,
                 "prefilled": int(t.get("prompt_n", 0)), "forwards": n, "drafted": 0, "accepted": 0}
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     lat = [r["ms"] for r in rows]
-    per_token = [r["decode_ms"] / (len(r["ids"]) - 1) for r in rows if len(r["ids"]) > 1]
+    # decode ms per token: the decode passes' time over the tokens they produced (not the prefill pass's)
+    per_token = [r["decode_ms"] / (len(r["ids"]) - r["first_pass_tokens"]) for r in rows
+                 if len(r["ids"]) > r["first_pass_tokens"]]
+    # all in: the engine's own time for the whole request (prompt and decode) over every token it produced
+    all_in = [r["engine_ms"] / len(r["ids"]) for r in rows if r["ids"]]
     tokens = sum(len(r["ids"]) for r in rows)
     drafted = sum(r["drafted"] for r in rows)
     return {
         "keystroke_ms_p50": round(nearest_rank(lat, 50), 2), "keystroke_ms_p95": round(nearest_rank(lat, 95), 2),
         "decode_ms_per_token_median": round(statistics.median(per_token), 3) if per_token else None,
+        "all_in_ms_per_token_median": round(statistics.median(all_in), 3) if all_in else None,
         "tokens": tokens, "prefilled_per_keystroke_mean": round(statistics.mean(r["prefilled"] for r in rows), 2),
         "tokens_per_model_pass": round(tokens / sum(r["forwards"] for r in rows), 3)
         if sum(r["forwards"] for r in rows) else None,
@@ -107,6 +120,8 @@ def main() -> None:
     parser.add_argument("--keystrokes", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2, help="torch threads here, -t for llama-server")
     parser.add_argument("--dtypes", default="f16,f32")
+    parser.add_argument("--draft-tokens", default=str(DRAFT_TOKENS),
+                        help="comma-separated k values: one speculative variant each (the first is `_speculative`)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     from tests.engines.llama_server import EMBEDDED_WEIGHTS, LLAMA_SERVER, convert_cached, launch, stop
@@ -120,7 +135,10 @@ def main() -> None:
             loaded = load(LoadSpec(dtype={"f16": "float16", "f32": "float32"}[dtype]))
             tok = loaded.tokenizer
             variants[f"ours_{dtype}"] = Ours(loaded.model, tok, speculative=False)
-            variants[f"ours_{dtype}_speculative"] = Ours(loaded.model, tok, speculative=True)
+            ks = [int(k) for k in args.draft_tokens.split(",")]
+            variants[f"ours_{dtype}_speculative"] = Ours(loaded.model, tok, speculative=True, draft_tokens=ks[0])
+            for k in ks[1:]:
+                variants[f"ours_{dtype}_speculative_k{k}"] = Ours(loaded.model, tok, speculative=True, draft_tokens=k)
             server = launch(LLAMA_SERVER, convert_cached(EMBEDDED_WEIGHTS, dtype), log_dir=Path("build/llama-logs"),
                             parallel=1, ctx=4096, threads=args.threads)
             servers.append(server)
@@ -147,18 +165,23 @@ def main() -> None:
         for dtype in args.dtypes.split(","):
             ref = by_name[f"llama.cpp_{dtype}"]
             base = out[f"llama.cpp_{dtype}"]
-            for name in (f"ours_{dtype}", f"ours_{dtype}_speculative"):
+            ours = [n for n in names if n.startswith(f"ours_{dtype}")]
+            for name in ours:
                 mine = out[name]
                 mine["agree_with_llama.cpp"] = sum(
                     a["ids"] == b["ids"] for a, b in zip(by_name[name], ref, strict=True))
                 mine["p50_vs_llama.cpp"] = round(mine["keystroke_ms_p50"] / base["keystroke_ms_p50"], 3)
                 mine["p95_vs_llama.cpp"] = round(mine["keystroke_ms_p95"] / base["keystroke_ms_p95"], 3)
+                if mine["all_in_ms_per_token_median"] and base["all_in_ms_per_token_median"]:
+                    mine["all_in_ms_per_token_vs_llama.cpp"] = round(
+                        mine["all_in_ms_per_token_median"] / base["all_in_ms_per_token_median"], 3)
                 if mine["decode_ms_per_token_median"] and base["decode_ms_per_token_median"]:
                     mine["ms_per_token_vs_llama.cpp"] = round(
                         mine["decode_ms_per_token_median"] / base["decode_ms_per_token_median"], 3)
-            plain, spec = by_name[f"ours_{dtype}"], by_name[f"ours_{dtype}_speculative"]
-            out[f"ours_{dtype}_speculative"]["same_ids_as_plain"] = sum(
-                a["ids"] == b["ids"] for a, b in zip(plain, spec, strict=True))
+            plain = by_name[f"ours_{dtype}"]
+            for name in ours[1:]:
+                out[name]["same_ids_as_plain"] = sum(
+                    a["ids"] == b["ids"] for a, b in zip(plain, by_name[name], strict=True))
         report["shapes"][shape] = out
     text = json.dumps(report, indent=2)
     print(text)

@@ -37,6 +37,11 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
     return n
 
 
+# rows of a verify pass and the draft they check: row i holds the logits after the draft's first i tokens
+Verified = tuple[torch.Tensor, list[int]]
+PREFILL_DRAFT_TAIL = 4  # a prompt tail up to this long (a keystroke's new tokens) carries a draft in its pass
+
+
 class Engine:
     """Greedy decoding with prefix reuse.  Not thread-safe: one model worker owns it."""
 
@@ -77,19 +82,30 @@ class Engine:
         reused = common_prefix_len(self.cached_ids, prompt) if self.reuse_cache else 0
         reused = min(reused, len(prompt) - 1)  # at least one token must run to produce logits
         self.cached_ids = list(prompt[:reused])  # everything after `reused` gets overwritten
-        logits = self.forward(prompt[reused:], reused)
-        self.cached_ids = list(prompt)
-        t1 = time.perf_counter()
-        if req.deadline is not None and req.decode_budget_s is not None:  # the prefill never eats an invoked answer
-            req = dataclasses.replace(req, deadline=max(req.deadline, time.monotonic() + req.decode_budget_s))
-        # model passes that chose tokens (the prefill's included: plain decoding makes one per token), draft
-        # tokens verified, draft tokens accepted
-        counts = {"forwards": 1.0, "drafted": 0.0, "accepted": 0.0}
         speculate = self.speculative and self.draft_tokens > 0
         if speculate:
             self.drafter.begin(prompt, req.max_new_tokens)
         try:
-            ids, stop, logprobs = self._decode(req, logits, counts, speculate)
+            tail = prompt[reused:]
+            # A draft rides along with a short prompt tail (the usual keystroke): the prefill pass then verifies it
+            # too, so an answer that repeats the code (or the previous suggestion) needs no decode pass of its own.
+            first = self._drafts(req, [], len(prompt)) if speculate and len(tail) <= PREFILL_DRAFT_TAIL else []
+            if first:
+                block = self.forward_all([*tail, *first], reused)  # [len(tail) + k, V]
+                self.cached_ids = list(prompt)
+                pending: Verified | None = (block[len(tail) - 1:], first)
+                logits = block[len(tail) - 1]  # the rows' first, picked from by ``_decode``
+            else:
+                logits = self.forward(tail, reused)
+                self.cached_ids = list(prompt)
+                pending = None
+            t1 = time.perf_counter()
+            if req.deadline is not None and req.decode_budget_s is not None:  # the prefill never eats an invoked answer
+                req = dataclasses.replace(req, deadline=max(req.deadline, time.monotonic() + req.decode_budget_s))
+            # model passes that chose tokens (the prefill's included: plain decoding makes one per token), draft
+            # tokens verified, draft tokens accepted (and of those, accepted by the prefill's own pass)
+            counts = {"forwards": 1.0, "drafted": float(len(first)), "accepted": 0.0, "prefill_accepted": 0.0}
+            ids, stop, logprobs = self._decode(req, logits, counts, speculate, pending)
         finally:
             if speculate:
                 self.drafter.finish()
@@ -101,15 +117,41 @@ class Engine:
         )
 
     def _decode(self, req: GenerationRequest, logits: torch.Tensor, counts: dict[str, float],
-                speculate: bool) -> tuple[list[int], StopReason, list[float]]:
+                speculate: bool, pending: Verified | None = None) -> tuple[list[int], StopReason, list[float]]:
         """Pick tokens greedily; feed each back (cache grows by one per step) until something stops it.
 
-        Also returns each picked token's log-probability (ranks alternative answers; one reduction per token).
-        ``counts`` gets the forward passes run, the draft tokens verified and those accepted.
+        ``pending``: a draft the last pass verified along with the prompt, and that pass's rows from the prompt's
+        last position on.  Also returns each picked token's log-probability (ranks alternative answers; one
+        reduction per token).  ``counts`` gets the forward passes run, the draft tokens verified and those accepted.
         """
         out: list[int] = []
         logprobs: list[float] = []
         while True:
+            if pending is not None:
+                # Each row is exactly plain decoding's next choice: it saw the same ids before it.  Keep the draft as
+                # far as the model agrees; the first disagreement's row is where the model's own token comes from.
+                rows, drafts = pending
+                pending = None
+                logits = rows[0]
+                for i, draft in enumerate(drafts):
+                    allowed = req.constrain(out) if req.constrain is not None else None
+                    if self._pick(logits, allowed, req.exclude_first if not out else frozenset()) != draft:
+                        break
+                    counts["accepted"] += 1
+                    if counts["forwards"] == 1:  # still the prefill's pass
+                        counts["prefill_accepted"] += 1
+                    if draft in req.stop_ids:
+                        return out, "eos", logprobs
+                    out.append(draft)
+                    logprobs.append(self._logprob(logits, draft))
+                    self.drafter.push(draft)
+                    if req.on_token is not None:
+                        req.on_token(out)
+                    reason = self._stop_after(req, out)
+                    self.cached_ids.append(draft)  # its keys/values were written by the verify pass
+                    if reason is not None:
+                        return out, reason, logprobs
+                    logits = rows[i + 1]
             allowed = req.constrain(out) if req.constrain is not None else None
             token = self._pick(logits, allowed, req.exclude_first if not out else frozenset())
             if token in req.stop_ids:
@@ -124,7 +166,7 @@ class Engine:
             if reason is not None:
                 return out, reason, logprobs
             counts["forwards"] += 1
-            drafts = self._drafts(req, out) if speculate else []
+            drafts = self._drafts(req, out, len(self.cached_ids) + 1) if speculate else []
             if not drafts:
                 logits = self.forward([token], len(self.cached_ids))
                 self.cached_ids.append(token)
@@ -132,32 +174,14 @@ class Engine:
             block = self.forward_all([token, *drafts], len(self.cached_ids))  # [1 + k, V]
             self.cached_ids.append(token)
             counts["drafted"] += len(drafts)
-            logits = block[0]
-            for i, draft in enumerate(drafts):
-                # exactly plain decoding's next choice, from the row that saw the same ids before it
-                allowed = req.constrain(out) if req.constrain is not None else None
-                if self._pick(logits, allowed) != draft:
-                    break  # the main loop picks the model's own token from this row
-                counts["accepted"] += 1
-                if draft in req.stop_ids:
-                    return out, "eos", logprobs
-                out.append(draft)
-                logprobs.append(self._logprob(logits, draft))
-                self.drafter.push(draft)
-                if req.on_token is not None:
-                    req.on_token(out)
-                reason = self._stop_after(req, out)
-                self.cached_ids.append(draft)  # its keys/values were written by the verify pass
-                if reason is not None:
-                    return out, reason, logprobs
-                logits = block[i + 1]
+            pending = (block, drafts)
 
-    def _drafts(self, req: GenerationRequest, out: list[int]) -> list[int]:
-        """Draft ids to verify after ``out``'s last token: none while token healing constrains the choice, none
-        past the answer's length or the KV buffer."""
+    def _drafts(self, req: GenerationRequest, out: list[int], written: int) -> list[int]:
+        """Draft ids to verify after ``out``'s last token, ``written`` ids being in the cache before the draft's
+        first: none while token healing constrains the choice, none past the answer's length or the KV buffer."""
         if req.constrain is not None and req.constrain(out) is not None:
             return []
-        room = min(self.draft_tokens, req.max_new_tokens - len(out), self.max_context - 2 - len(self.cached_ids))
+        room = min(self.draft_tokens, req.max_new_tokens - len(out), self.max_context - 1 - written)
         return self.drafter.draft(room)
 
     def _stop_after(self, req: GenerationRequest, out: list[int]) -> StopReason | None:

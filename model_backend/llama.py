@@ -91,13 +91,18 @@ class Proj:
         return F.linear(h.to(w.dtype), w).to(h.dtype)
 
 
+def norm_of(module: Any, act_dtype: torch.dtype) -> tuple[torch.Tensor, float]:
+    """An RMSNorm's weight in the activations' dtype (cast once here, not on every token) and its epsilon."""
+    return module.weight.detach().to(act_dtype), float(module.variance_epsilon)
+
+
 class Layer:
     """One decoder layer's weights, arranged for the fewest calls per token."""
 
-    def __init__(self, layer: Any) -> None:  # a transformers LlamaDecoderLayer (attributes are dynamic)
+    def __init__(self, layer: Any, act_dtype: torch.dtype) -> None:  # a transformers LlamaDecoderLayer
         attn, mlp = layer.self_attn, layer.mlp
-        self.attn_norm = (layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon)
-        self.mlp_norm = (layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon)
+        self.attn_norm = norm_of(layer.input_layernorm, act_dtype)
+        self.mlp_norm = norm_of(layer.post_attention_layernorm, act_dtype)
         self.qkv = Proj([attn.q_proj, attn.k_proj, attn.v_proj])
         self.o_proj = Proj([attn.o_proj])
         self.gate_up = Proj([mlp.gate_proj, mlp.up_proj])
@@ -132,10 +137,10 @@ class LlamaRunner:
         # On CPU, half-precision weights halve the bytes read per token (decode is memory-bound there) but
         # half-precision attention and norms are slow: activations and the cache stay float32.
         self.act_dtype = torch.float32 if self.device.type == "cpu" else self.weight_dtype
-        self.layers = [Layer(layer) for layer in inner.layers]
+        self.layers = [Layer(layer, self.act_dtype) for layer in inner.layers]
         self.embed: Callable[[torch.Tensor], torch.Tensor] = inner.embed_tokens
         self.lm_head = Proj([model.lm_head])
-        self.final_norm: tuple[torch.Tensor, float] = (inner.norm.weight, inner.norm.variance_epsilon)
+        self.final_norm = norm_of(inner.norm, self.act_dtype)
         self.cos, self.sin = self._rope_tables(inner.rotary_emb)
         self.cache = KVCache(len(self.layers), self.n_kv, self.head_dim, self.max_len, self.act_dtype, self.device)
 
@@ -148,7 +153,7 @@ class LlamaRunner:
 
     def norm(self, x: torch.Tensor, norm: tuple[torch.Tensor, float]) -> torch.Tensor:
         weight, eps = norm
-        return F.rms_norm(x, (x.shape[-1],), weight.to(x.dtype), eps)
+        return F.rms_norm(x, (x.shape[-1],), weight, eps)
 
     @torch.inference_mode()
     def forward(self, ids: list[int], start: int) -> torch.Tensor:

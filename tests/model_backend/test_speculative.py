@@ -115,6 +115,22 @@ def test_keystrokes_with_cache_reuse_equal_plain_and_the_cache_stays_valid(loade
         assert torch.allclose(got, want, atol=1e-4), f"layer {layer}"
 
 
+def test_a_keystroke_typed_along_the_suggestion_is_verified_by_the_prefill_pass(loaded: Any,
+                                                                               tok: CodeLlamaTokenizer) -> None:
+    plain, spec = engines(loaded)
+    ids = tok.spm_ids(TEXT[:1500], TEXT[1500:])
+    first = spec.generate(GenerationRequest(prompt_ids=ids, max_new_tokens=16, stop_ids=set()))
+    assert first.ids == plain.generate(GenerationRequest(prompt_ids=ids, max_new_tokens=16, stop_ids=set())).ids
+    typed = [*ids, first.ids[0]]  # the user typed the suggestion's first token: one new prompt token
+    req = GenerationRequest(prompt_ids=typed, max_new_tokens=8, stop_ids=set())
+    a, b = plain.generate(req), spec.generate(req)
+    assert b.ids == a.ids == first.ids[1:9]
+    assert b.prefilled_tokens == 1
+    # the previous suggestion's next tokens rode along with the new token and were kept: fewer passes than tokens
+    assert b.timings["prefill_accepted"] == spec.draft_tokens
+    assert b.timings["forwards"] < len(b.ids) - spec.draft_tokens
+
+
 def test_rules_fire_at_the_same_token_as_plain_decoding(loaded: Any, tok: CodeLlamaTokenizer) -> None:
     plain, spec = engines(loaded)
     prompt = build_prompt(tok, TEXT[:1500], TEXT[1500:], "spm")
