@@ -4,7 +4,9 @@ Each simulated editor is one ``CompletionCore`` with the ``llama.cpp`` backend (
 its own thread, typing into its own file one character at a time and asking for a completion after each (the
 full pipeline: context, SPM prompt, streamed generation, post-processing).  All editors share one llama-server
 started here with ``--parallel P``.  Slot choice is compared: ``similarity`` (``id_slot: -1``, the server routes by
-cached-prompt similarity; what the backend ships) and ``fixed`` (editor i always uses slot i mod P).
+cached-prompt similarity), ``document`` (the ``engineSlots: document`` setting: each document's URI hashed to a
+slot, so two editors may share one) and ``fixed`` (editor i always uses slot i mod P: the collision-free ideal
+that needs someone to hand out slots).
 
     python -m benchmarks.many_editors --editors 1 4 8 16 --keystrokes 12
 """
@@ -33,7 +35,8 @@ TYPED = "total = sum(item.price for item in items)"
 
 def editor(i: int, settings: Settings, slots: str, parallel: int, keystrokes: int,
            out: list[dict[str, Any]], start: threading.Barrier) -> None:
-    core = CompletionCore(settings)
+    core = CompletionCore(dataclasses.replace(settings, engine_slots="document" if slots == "document" else
+                                              "similarity"))
     core.load()
     if slots == "fixed":
         assert isinstance(core.backend, LlamaCppBackend)
@@ -41,7 +44,7 @@ def editor(i: int, settings: Settings, slots: str, parallel: int, keystrokes: in
     files = sorted(DEPOT.glob("*.py"))
     text = files[i % len(files)].read_text() + f"\n\ndef editor_{i}(items):\n    "
     store = DocumentStore()
-    uri = f"file:///editor{i}.py"
+    uri = f"file:///home/dev{i}/depot/{files[i % len(files)].name}"  # each editor on its own machine's checkout
     store.open(uri, "python", 1, text)
     start.wait()
     for k, ch in enumerate(TYPED[:keystrokes]):
@@ -82,7 +85,7 @@ def main() -> None:
     parser.add_argument("--keystrokes", type=int, default=12)
     parser.add_argument("--parallel", type=int, default=8, help="llama-server slots")
     parser.add_argument("--threads", type=int, default=2, help="llama-server threads")
-    parser.add_argument("--slots", nargs="+", default=["similarity", "fixed"])
+    parser.add_argument("--slots", nargs="+", default=["similarity", "document", "fixed"])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "many_editors_cpu.json")
     args = parser.parse_args()
     gguf = convert_cached(EMBEDDED_WEIGHTS, "f32")

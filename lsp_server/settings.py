@@ -144,6 +144,13 @@ class Settings:
         "With a remote backend: the folder (or cached hub id) whose `tokenizer.model` builds the prompts; it must "
         "be the served model's. Empty or `null`: `model`'s.", reload=True, null="to use `model`",
         scope="machine-overridable"))
+    engine_slots: str = setting("similarity", About(
+        "With `backend` llama.cpp: which of the engine's slots (`--parallel`) a request uses, and so whose prompt "
+        "cache it reuses.", choices=("similarity", "document"),
+        choice_docs=("The engine routes each request to the idle slot whose cached prompt is most alike.",
+                     "Each document always uses its own slot (a hash of its URI): its cache survives other "
+                     "editors' requests; two documents may share one."),
+        reload=True))
     instruct_endpoint: str | None = setting(None, About(
         "With a remote backend: the engine for the code actions (same kind), e.g. one serving Code Llama - "
         "Instruct. Empty or `null`: `endpoint`.", null="to use `endpoint`", pattern=r"https?://[^\s/?#]+(/\S*)?",

@@ -40,6 +40,8 @@ class GenerationRequest:
     # The text the answer must start with (token healing), for engines that constrain by grammar or regex (remote
     # backends) rather than through ``constrain``; the local engine uses ``constrain`` and ignores this.
     text_prefix: str = ""
+    # Which document the prompt is for: an engine that keeps one prompt cache per slot can route by it.
+    document: str = ""
 
     def stop_after(self, out: list[int]) -> StopReason | None:
         """Why decoding ends after the ids ``out``, by the request's own rules (checked after every token, in this

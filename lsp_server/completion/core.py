@@ -135,7 +135,8 @@ class CompletionCore:
         except TokenizerError as exc:
             raise ModelLoadError(str(exc)) from exc
         label = name or "the embedded model's tokenizer"
-        backend = remote.connect(s.backend, s.endpoint, tok, label, s.api_key_env, s.request_timeout_ms)
+        backend = remote.connect(s.backend, s.endpoint, tok, label, s.api_key_env, s.request_timeout_ms,
+                                 s.engine_slots)
         report(f"reaching {s.backend} at {s.endpoint}", 40)
         try:
             backend.check()
@@ -306,6 +307,7 @@ class CompletionCore:
             cancel=cancel,
             exclude_first=exclude,
             text_prefix=heal,
+            document=prep.uri,
         )
         if self.faults is not None:
             engine = self.faults.around(engine)  # test hook, off unless CODELLAMA_FAULT_INJECT is set

@@ -5,14 +5,17 @@ cursor's line mid-prompt), which re-evaluates hundreds of tokens per keystroke; 
 before the cursor stable, so with ``cache_prompt`` the engine computes only the new tokens (its own figures,
 ``timings.prompt_n`` / ``cache_n``, come back per request and go into ``codellama/stats``).
 
-Slot choice: ``id_slot: -1`` (the default) lets llama-server route each request to the slot whose cached prompt is
-most similar, which keeps one editor's document on one slot without any coordination between editors' servers
-(benchmarks/many_editors.py measures it against fixed slots).
+Slot choice (the ``engineSlots`` setting; benchmarks/many_editors.py measures the two against each other):
+``similarity`` sends ``id_slot: -1``, and llama-server routes each request to the idle slot whose cached prompt is
+most alike; ``document`` sends each document to its own slot (a stable hash of its URI modulo the engine's
+``total_slots``), which keeps a document's cache even while other requests run, with no coordination between
+editors' servers, at the price of two documents sharing a slot now and then.
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 from typing import Any
 
 from model_backend.generation import GenerationRequest, StopReason
@@ -22,6 +25,8 @@ from model_backend.tokenization import CodeLlamaTokenizer, FimIds
 
 PROBE = "def f(x):\n\tif x:  # naïve ☺\n        return [1, 23, 456]\n"
 FINAL_FIELDS = ["content", "tokens", "stop", "stop_type", "timings", "tokens_cached", "id_slot"]
+SLOT_CHOICES = ("similarity", "document")
+DEFAULT_SLOTS = "similarity"
 
 
 class LlamaCppBackend(RemoteBackend):
@@ -29,10 +34,23 @@ class LlamaCppBackend(RemoteBackend):
 
     kind = "llama.cpp"
 
-    def __init__(self, conn: Connection, tok: CodeLlamaTokenizer, tokenizer_name: str, slot: int = -1) -> None:
+    def __init__(self, conn: Connection, tok: CodeLlamaTokenizer, tokenizer_name: str, slot: int = -1,
+                 slots: str = DEFAULT_SLOTS) -> None:
         super().__init__(conn, tok)
+        if slots not in SLOT_CHOICES:
+            raise ValueError(f"slots must be one of {', '.join(SLOT_CHOICES)}, not {slots!r}")
         self.tokenizer_name = tokenizer_name
-        self.slot = slot  # -1: the engine's similarity routing; >= 0: always this slot
+        self.slot = slot  # >= 0: always this slot (a measurement's fixed assignment); -1: by ``slots``
+        self.slots = slots
+        self.total_slots = 1  # the engine's --parallel, read at the check
+
+    def slot_for(self, req: GenerationRequest) -> int:
+        """The ``id_slot`` to send: a fixed slot, the document's own, or -1 (the engine's similarity routing)."""
+        if self.slot >= 0:
+            return self.slot
+        if self.slots == "document" and req.document and self.total_slots > 1:
+            return zlib.crc32(req.document.encode()) % self.total_slots
+        return -1
 
     def _check(self) -> None:
         fim = self.tok.require_fim()
@@ -40,6 +58,7 @@ class LlamaCppBackend(RemoteBackend):
         self.engine_model = str(props.get("model_alias") or props.get("model_path") or "the engine's model")
         settings = props.get("default_generation_settings") or {}
         self.max_context = int(settings.get("n_ctx") or 0)
+        self.total_slots = max(1, int(props.get("total_slots") or 1))
         ours = self.tok.encode(PROBE)
         theirs = self.conn.post_json("/tokenize", {"content": PROBE}).get("tokens")
         pieces = "".join(self.tok.sp.id_to_piece(i) for i in (fim.prefix, fim.suffix, fim.middle, fim.eot))
@@ -60,7 +79,7 @@ class LlamaCppBackend(RemoteBackend):
                  banned: frozenset[int], forced: list[int]) -> Streamed:
         body: dict[str, Any] = {
             "prompt": prompt, "n_predict": max(1, max_new), "temperature": 0, "top_k": 1, "cache_prompt": True,
-            "stream": True, "return_tokens": True, "timings_per_token": True, "id_slot": self.slot,
+            "stream": True, "return_tokens": True, "timings_per_token": True, "id_slot": self.slot_for(req),
             "response_fields": FINAL_FIELDS,
         }
         remaining = self._remaining_ms(req)

@@ -4,7 +4,7 @@ export const SERVER_KEYS = [
     'model', 'quantization', 'device', 'dtype', 'fimMode', 'prefixTokens', 'suffixTokens', 'crossFileContext',
     'crossFileTokens', 'maxNewTokens', 'timeBudgetMs', 'alternatives', 'suggestions', 'contextWindow', 'threads',
     'decode', 'speculative', 'prefetch', 'instructModel', 'instructTokens', 'instructMaxNewTokens', 'backend',
-    'endpoint', 'apiKeyEnv', 'requestTimeoutMs', 'tokenizer', 'instructEndpoint',
+    'endpoint', 'apiKeyEnv', 'requestTimeoutMs', 'tokenizer', 'engineSlots', 'instructEndpoint',
 ] as const;
 
 /** Text settings whose empty value ("") is sent as null. */
