@@ -14,7 +14,8 @@ from model_backend.tokenization import CodeLlamaTokenizer
 
 KINDS = ("llama.cpp", "openai")
 
-__all__ = ["DEFAULT_SLOTS", "KINDS", "SLOT_CHOICES", "LlamaCppBackend", "OpenAIBackend", "RemoteBackend", "RemoteError", "connect"]
+__all__ = ["DEFAULT_SLOTS", "KINDS", "SLOT_CHOICES", "LlamaCppBackend", "OpenAIBackend", "RemoteBackend",
+           "RemoteError", "connect"]
 
 
 def connect(kind: str, endpoint: str, tok: CodeLlamaTokenizer, tokenizer_name: str, key_env: str | None = None,

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import time
-import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -311,30 +310,3 @@ async def test_eight_editors_on_one_engine(engine: LlamaServer, clients: list[La
             shared = next((k for k in range(short) if got[k] != solo[k]), short)
             assert shared >= 0.75 * short, (i, got, solo)
 
-
-async def test_document_slots_keep_each_documents_cache(engine: LlamaServer, clients: list[LanguageClient]):
-    """``engineSlots: document``: switching between two files, each keeps its own slot's cache on the engine."""
-    client = await start_client({"backend": "llama.cpp", "endpoint": engine.url, "alternatives": 0,
-                                 "engineSlots": "document"})
-    clients.append(client)
-    first, second = (DEPOT / "ledger.py").read_text(), (DEPOT / "orders.py").read_text()
-    # two URIs the rule puts on different slots of the 8 (crc32 of the URI modulo total_slots, as documented)
-    uris = [(DEPOT / f"switch_{n}.py").as_uri() for n in range(16)]
-    slot_of = {u: zlib.crc32(u.encode()) % 8 for u in uris}
-    a_uri = uris[0]
-    b_uri = next(u for u in uris if slot_of[u] != slot_of[a_uri])
-    a = Buffer(client, a_uri, first + "\n\ndef total_of(entries):\n    ")
-    b = Buffer(client, b_uri, second + "\n\ndef count_of(orders):\n    ")
-    await a.complete()
-    await b.complete()  # each document's whole prompt once, on its own slot
-    per_switch: list[int] = []
-    for ch in "result = 0":
-        for buf in (a, b):  # the user goes back and forth between the files
-            before = await request(client, "codellama/stats")
-            buf.insert(len(buf.text), ch)
-            await buf.complete()
-            after = await request(client, "codellama/stats")
-            if after["prompt_tokens"] > before["prompt_tokens"]:
-                per_switch.append(after["prefilled_tokens"] - before["prefilled_tokens"])
-    assert len(per_switch) >= 10
-    assert max(per_switch) <= 3, per_switch  # the other file's request never evicted this one's cache

@@ -1,7 +1,7 @@
 """Which llama-server slot a request names (``engineSlots``): the body's ``id_slot``, without an engine.
 
-The behaviour on a real engine (a document keeps its cache while the user switches files) is in
-tests/engines/test_remote_lsp.py; this pins the rule itself, which benchmarks/many_editors.py measured.
+What the rule does to several editors on a real engine is measured by benchmarks/many_editors.py (a test of one
+user switching files could not tell the choices apart: llama-server restores evicted prompts from host memory).
 """
 
 from __future__ import annotations
