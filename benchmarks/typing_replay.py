@@ -15,6 +15,10 @@ a 5,000-line file to measure that overhead where documents are big.
 ``--speculation`` runs only the speculative-decoding and prefetch variants (both on, speculative off, prefetch
 off, both off), interleaved per repeat, with the model-call counters (tokens per model pass, draft acceptance,
 prefetched and prefetch hits) per variant.
+
+``--accept`` makes the simulated user accept (TAB) a suggestion whenever it is exactly the text still to type, after
+``--think-ms`` of reading it, and ask again at once, as editors do after an accept; otherwise they type the next
+character.  It reports accepts and the accept→next-suggestion latency: what prefetch is for.
 """
 
 from __future__ import annotations
@@ -71,13 +75,16 @@ async def stats(client: LanguageClient) -> dict[str, Any]:
 def speculation_counters(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """What one variant's model calls did: tokens per model pass, draft acceptance, next suggestions computed ahead."""
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in (
-        "generated_tokens", "decode_forwards", "draft_tokens", "draft_accepted", "prefetched", "prefetch_hits")}
+        "generated_tokens", "decode_forwards", "draft_tokens", "draft_accepted", "prefetched", "prefetch_hits",
+        "prefetch_cut", "prefetch_wait_ms")}
     return {
         "tokens_per_model_pass": round(delta["generated_tokens"] / delta["decode_forwards"], 3)
         if delta["decode_forwards"] else None,
         "draft_acceptance": round(delta["draft_accepted"] / delta["draft_tokens"], 3)
         if delta["draft_tokens"] else None,
         "prefetched": delta["prefetched"], "prefetch_hits": delta["prefetch_hits"],
+        # keystrokes that cut a running prefetch short, and how long they waited for the worker in all
+        "prefetch_cut": delta["prefetch_cut"], "prefetch_wait_ms": round(delta["prefetch_wait_ms"], 1),
     }
 
 
@@ -91,19 +98,40 @@ def big_file(base: str, lines: int) -> str:
     return "".join(copies)
 
 
-async def replay(client: LanguageClient, uri: str, base: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """Type FUNCTION after ``base``; one completion per keystroke."""
+def insertable(result: Any) -> str:
+    """The first suggestion's text if it inserts at the cursor (no range over existing text), else ''."""
+    if not isinstance(result, lsp.InlineCompletionList) or not result.items:
+        return ""
+    item = result.items[0]
+    if item.range is not None and item.range.start != item.range.end:
+        return ""
+    return item.insert_text if isinstance(item.insert_text, str) else ""
+
+
+async def replay(client: LanguageClient, uri: str, base: str, settings: dict[str, Any], accept: bool = False,
+                 think_ms: float = 300.0) -> dict[str, Any]:
+    """Type FUNCTION after ``base``; one completion per keystroke (and per accept, with ``accept``)."""
     client.workspace_did_change_configuration(lsp.DidChangeConfigurationParams(settings=settings))
     client.text_document_did_open(lsp.DidOpenTextDocumentParams(
         text_document=lsp.TextDocumentItem(uri=uri, language_id="python", version=0, text=base)))
     text = base
     latencies, model_latencies, prefilled, overhead, stages, shown, retried = [], [], [], [], [], 0, 0
-    for version, ch in enumerate(FUNCTION, start=1):
+    after_accept: list[float] = []
+    version, suggestion, typed = 0, "", 0
+    while typed < len(FUNCTION):
+        rest = FUNCTION[typed:]
+        accepting = accept and bool(suggestion) and rest.startswith(suggestion)
+        if accepting:
+            await asyncio.sleep(think_ms / 1e3)  # the user reads the suggestion, then presses TAB
+        change = suggestion if accepting else rest[0]
         pos = utf16_position(text)
-        text += ch
+        text += change
+        typed += len(change)
+        version += 1
         client.text_document_did_change(lsp.DidChangeTextDocumentParams(
             text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=version),
-            content_changes=[lsp.TextDocumentContentChangePartial(range=lsp.Range(start=pos, end=pos), text=ch)]))
+            content_changes=[lsp.TextDocumentContentChangePartial(range=lsp.Range(start=pos, end=pos),
+                                                                  text=change)]))
         before = await stats(client)
         t0 = time.perf_counter()
         result = await client.text_document_inline_completion_async(lsp.InlineCompletionParams(
@@ -111,7 +139,11 @@ async def replay(client: LanguageClient, uri: str, base: str, settings: dict[str
             context=lsp.InlineCompletionContext(trigger_kind=lsp.InlineCompletionTriggerKind.Automatic)))
         elapsed = (time.perf_counter() - t0) * 1e3
         after = await stats(client)
-        latencies.append(elapsed)
+        suggestion = insertable(result)
+        if accepting:
+            after_accept.append(elapsed)
+        else:
+            latencies.append(elapsed)
         shown += isinstance(result, lsp.InlineCompletionList) and bool(result.items)
         if after["generated_tokens"] != before["generated_tokens"]:  # the model ran (not a typed-ahead hit)
             prefilled.append(after["prefilled_tokens"] - before["prefilled_tokens"])
@@ -121,8 +153,13 @@ async def replay(client: LanguageClient, uri: str, base: str, settings: dict[str
             stages.append(last["context_ms"] + last["prompt_ms"])
             retried += last.get("answers_tried", 1) > 1
     client.text_document_did_close(lsp.DidCloseTextDocumentParams(text_document=lsp.TextDocumentIdentifier(uri=uri)))
+    accepted = {
+        "accepts": len(after_accept),
+        "after_accept_ms_p50": round(nearest_rank(after_accept, 50), 1) if after_accept else None,
+        "after_accept_ms_p95": round(nearest_rank(after_accept, 95), 1) if after_accept else None,
+    } if accept else {}
     return {
-        "keystrokes": len(FUNCTION), "suggestions_shown": shown,
+        "keystrokes": len(latencies), **accepted, "suggestions_shown": shown,
         "latency_ms_p50": round(nearest_rank(latencies, 50), 1),
         "latency_ms_p95": round(nearest_rank(latencies, 95), 1),
         "model_calls": len(model_latencies),
@@ -177,7 +214,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         "speculative": DEFAULT_SPECULATIVE, "prefetch": DEFAULT_PREFETCH,
                         **settings}  # every key each time: a variant's setting must not leak into the next one
             counters = await stats(client)
-            result = await replay(client, f"file:///bench/replay_{r}_{key}.py", text, settings)
+            result = await replay(client, f"file:///bench/replay_{r}_{key}.py", text, settings, args.accept,
+                                  args.think_ms)
             result.update(speculation_counters(counters, await stats(client)))
             results[key].append(result)
     final = await stats(client)
@@ -216,6 +254,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--speculation", action="store_true",
                         help="only the speculative decoding / prefetch on-off variants")
+    parser.add_argument("--accept", action="store_true",
+                        help="the user accepts a suggestion that is exactly what comes next (TAB) and asks again")
+    parser.add_argument("--think-ms", type=float, default=300.0, help="with --accept: pause before each accept")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--backend", choices=["local", "llama.cpp"], default="local",
                         help="llama.cpp: replay with the local engine and with a llama-server started here, one run")

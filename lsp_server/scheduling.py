@@ -28,6 +28,7 @@ class Ticket:
     uri: str
     cancel: threading.Event = field(default_factory=threading.Event)
     superseded: bool = False
+    started: bool = False  # its job began on the worker (set there; read on the loop, where a stale False is harmless)
 
 
 class Scheduler:
@@ -56,7 +57,10 @@ class Scheduler:
         """Run ``job`` on the worker; None if the ticket was cancelled before it started."""
 
         def guarded() -> T | None:
-            return None if ticket.cancel.is_set() else job()
+            if ticket.cancel.is_set():
+                return None
+            ticket.started = True
+            return job()
 
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, guarded)

@@ -38,6 +38,9 @@ VERSION = "0.1.0"
 STATS = "codellama/stats"
 LAST_PROMPT = "codellama/lastPrompt"
 EMPTY = lsp.InlineCompletionList(items=[])
+# A prefetch waits this long before it takes the worker: enough for a typist's next key to arrive first (measured:
+# benchmarks/README.md, "Speed"), far below the time anyone takes to read a suggestion and accept it.
+PREFETCH_PAUSE_S = 0.05
 
 
 class CodeLlamaServer(LanguageServer):
@@ -200,8 +203,8 @@ class CodeLlamaServer(LanguageServer):
                 self.typeahead.remember(doc.uri, before, after, ahead)
                 self._prefetch_next(doc, before, after, ahead[0])
                 return self._answer(ahead, position, after, received)
-            self._cancel_prefetch()  # this keystroke needs the worker
-            outcome = await self._run_model(doc, offset, ticket, invoked)
+            cut = self._cancel_prefetch()  # this keystroke needs the worker
+            outcome = await self._run_model(doc, offset, ticket, invoked, cut)
             if outcome is None:  # superseded before it ran, or no model: what was typed ahead still stands
                 return self._answer(rests, position, after, received) if rests and not ticket.superseded \
                     else self._empty()
@@ -221,16 +224,21 @@ class CodeLlamaServer(LanguageServer):
         finally:
             self.scheduler.release(ticket)
 
-    async def _run_model(self, doc: Document, offset: int, ticket: Ticket, invoked: bool) -> Outcome | None:
+    async def _run_model(self, doc: Document, offset: int, ticket: Ticket, invoked: bool,
+                         cut_prefetch: bool = False) -> Outcome | None:
         """Prepare on the loop, generate on the worker; None when there is nothing to run.
 
         The time budget counts from when decoding can start: a request that waited for the model to load
-        keeps its whole budget (the first completion after start is not cut to nothing).
+        keeps its whole budget (the first completion after start is not cut to nothing).  ``cut_prefetch``: this
+        request cancelled a prefetch running on the worker, so its wait for the worker is what prefetch cost it.
         """
         if self.loading is not None and not self.loading.done():
             await asyncio.wait([self.loading])  # first request while loading: wait; a failure shows below
         start = time.monotonic()
         await self.scheduler.turn()  # the worker is free: a newer request had its chance to supersede this one
+        if cut_prefetch:
+            self.stats.prefetch_cut += 1
+            self.stats.prefetch_wait_ms += (time.monotonic() - start) * 1e3
         if ticket.superseded:  # nothing prepared for it (a burst costs the loop one prepare, not one each)
             self.stats.superseded += 1
             return None
@@ -288,7 +296,11 @@ class CodeLlamaServer(LanguageServer):
         """The prefetch job: the real request's pipeline on the text as it will be, kept in the type-ahead store."""
         uri, before, after = key
         try:
-            await asyncio.sleep(0)  # the answer that triggered it goes out first
+            # The answer that triggered it goes out first, and a user still typing sends the next key within this
+            # pause: that key cancels the prefetch before it occupies the worker, so it delays nothing.
+            await asyncio.sleep(PREFETCH_PAUSE_S)
+            if ticket.cancel.is_set():
+                return
             virtual = Document(uri, language_id, -1, before + after)
             prepared = self.core.prepare(virtual, len(before), now=time.monotonic(), open_docs=self.documents)
             outcome = await self.scheduler.run(
@@ -314,10 +326,14 @@ class CodeLlamaServer(LanguageServer):
             await asyncio.wait([running[2]])  # never raises; a failed prefetch just leaves nothing
         return self.typeahead.lookup_ahead(uri, before, after)
 
-    def _cancel_prefetch(self) -> None:
-        if self.prefetching is not None:
-            self.prefetching[1].cancel.set()
-            self.prefetching = None
+    def _cancel_prefetch(self) -> bool:
+        """Stop the running prefetch; True if it had reached the worker (the caller may wait for its pass)."""
+        if self.prefetching is None:
+            return False
+        ticket = self.prefetching[1]
+        ticket.cancel.set()
+        self.prefetching = None
+        return ticket.started
 
     def _answer(self, texts: list[str], position: lsp.Position, after: str,
                 received: float) -> lsp.InlineCompletionList:

@@ -46,6 +46,10 @@ class Stats:
     draft_accepted: int = 0
     prefetched: int = 0  # next suggestions computed ahead (as if the shown one were accepted) and kept
     prefetch_hits: int = 0  # requests answered from one of them
+    # what prefetch cost real requests: prefetches a keystroke cut short while they ran on the worker, and the time
+    # those keystrokes then waited for the worker (the model pass in progress finishing)
+    prefetch_cut: int = 0
+    prefetch_wait_ms: float = 0.0
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     last: dict[str, Any] = field(default_factory=dict)  # the last request's per-stage timings
     actions: int = 0  # codellama.explain / refactor / docstring commands run

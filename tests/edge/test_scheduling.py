@@ -74,3 +74,19 @@ async def test_a_ticket_cancelled_before_it_starts_never_runs() -> None:
     assert await scheduler.run(ticket, lambda: ran.append(True)) is None
     assert not ran
     scheduler.shutdown()
+
+
+async def test_a_ticket_says_whether_its_job_reached_the_worker(engine: Engine) -> None:
+    """What the prefetch accounting relies on: a job cancelled before its turn never starts, nor claims it did."""
+    scheduler = Scheduler()
+    gate = threading.Event()
+    blocker = asyncio.ensure_future(scheduler.run(scheduler.ticket("file:///a.py"), gate.wait))
+    waiting = scheduler.ticket("file:///b.py")
+    queued = asyncio.ensure_future(scheduler.run(waiting, lambda: "ran"))
+    waiting.cancel.set()  # cancelled while the worker is still busy with the first job
+    gate.set()
+    assert await queued is None and not waiting.started
+    runs = scheduler.ticket("file:///c.py")
+    assert await scheduler.run(runs, lambda: "ran") == "ran" and runs.started
+    await blocker
+    scheduler.shutdown()
