@@ -31,7 +31,7 @@ from lsp_server.stats import nearest_rank
 from model_backend.engine import Engine
 from model_backend.generation import GenerationRequest
 from model_backend.loading import LoadSpec, load
-from model_backend.speculative import DRAFT_TOKENS
+from model_backend.speculative import DRAFT_TOKENS, Drafter
 from model_backend.tokenization import CodeLlamaTokenizer
 
 TEXT = (Path(__file__).parent / "data" / "inventory.py").read_text()
@@ -122,6 +122,8 @@ def main() -> None:
     parser.add_argument("--dtypes", default="f16,f32")
     parser.add_argument("--draft-tokens", default=str(DRAFT_TOKENS),
                         help="comma-separated k values: one speculative variant each (the first is `_speculative`)")
+    parser.add_argument("--no-pause-variant", action="store_true",
+                        help="also a speculative variant whose drafting never pauses after misses")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     from tests.engines.llama_server import EMBEDDED_WEIGHTS, LLAMA_SERVER, convert_cached, launch, stop
@@ -139,6 +141,10 @@ def main() -> None:
             variants[f"ours_{dtype}_speculative"] = Ours(loaded.model, tok, speculative=True, draft_tokens=ks[0])
             for k in ks[1:]:
                 variants[f"ours_{dtype}_speculative_k{k}"] = Ours(loaded.model, tok, speculative=True, draft_tokens=k)
+            if args.no_pause_variant:  # drafting never pauses after misses (speculative.COOL_DOWN = 0)
+                variant = Ours(loaded.model, tok, speculative=True, draft_tokens=ks[0])
+                variant.engine.drafter = Drafter(cool_down=0)
+                variants[f"ours_{dtype}_speculative_nopause"] = variant
             server = launch(LLAMA_SERVER, convert_cached(EMBEDDED_WEIGHTS, dtype), log_dir=Path("build/llama-logs"),
                             parallel=1, ctx=4096, threads=args.threads)
             servers.append(server)

@@ -133,10 +133,12 @@ class Engine:
                 rows, drafts = pending
                 pending = None
                 logits = rows[0]
+                kept = 0
                 for i, draft in enumerate(drafts):
                     allowed = req.constrain(out) if req.constrain is not None else None
                     if self._pick(logits, allowed, req.exclude_first if not out else frozenset()) != draft:
                         break
+                    kept += 1
                     counts["accepted"] += 1
                     if counts["forwards"] == 1:  # still the prefill's pass
                         counts["prefill_accepted"] += 1
@@ -152,6 +154,7 @@ class Engine:
                     if reason is not None:
                         return out, reason, logprobs
                     logits = rows[i + 1]
+                self.drafter.verified(kept)
             allowed = req.constrain(out) if req.constrain is not None else None
             token = self._pick(logits, allowed, req.exclude_first if not out else frozenset())
             if token in req.stop_ids:

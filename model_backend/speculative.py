@@ -19,6 +19,11 @@ DRAFT_TOKENS = 4  # k: draft tokens verified per forward pass (the verify step h
 MAX_NGRAM = 3  # longest tail of the answer looked up
 MIN_NGRAM = 1
 PREVIOUS_TAIL = 8  # prompt ids kept before the previous suggestion, so its first tokens can be matched too
+# A verify pass of k+1 rows costs more than a one-row step (benchmarks/README.md, "Speed"): after this many drafts in
+# a row of which the model kept nothing, drafting pauses for COOL_DOWN tokens (the answer has left the code's
+# repeats; the output is the same either way).
+MISSES_BEFORE_PAUSE = 2
+COOL_DOWN = 4
 
 
 def lookup(hay: np.ndarray, size: int, pattern: np.ndarray, k: int) -> list[int]:
@@ -45,18 +50,22 @@ def lookup(hay: np.ndarray, size: int, pattern: np.ndarray, k: int) -> list[int]
 class Drafter:
     """Per-engine draft state: this request's ids (prompt + answer so far) and the previous suggestion."""
 
-    def __init__(self, max_ngram: int = MAX_NGRAM, min_ngram: int = MIN_NGRAM) -> None:
+    def __init__(self, max_ngram: int = MAX_NGRAM, min_ngram: int = MIN_NGRAM, cool_down: int = COOL_DOWN) -> None:
         self.max_ngram, self.min_ngram = max_ngram, min_ngram
+        self.cool_down = cool_down  # 0: never pause
         self.ids = np.zeros(0, dtype=np.int64)  # prompt then answer, with room to grow
         self.size = 0
         self.prompt_len = 0
         self.previous = np.zeros(0, dtype=np.int64)  # the last request's prompt tail + answer
+        self.misses = 0  # drafts in a row of which nothing was kept
+        self.pause = 0  # tokens left before drafting again
 
     def begin(self, prompt: list[int], room: int) -> None:
         """A new request: its prompt, and room for ``room`` answer ids."""
         self.ids = np.empty(len(prompt) + room + 1, dtype=np.int64)
         self.ids[:len(prompt)] = prompt
         self.size = self.prompt_len = len(prompt)
+        self.misses = self.pause = 0
 
     def push(self, token: int) -> None:
         """The answer grew by ``token``."""
@@ -64,6 +73,12 @@ class Drafter:
             self.ids = np.concatenate([self.ids, np.empty(len(self.ids), dtype=np.int64)])
         self.ids[self.size] = token
         self.size += 1
+
+    def verified(self, accepted: int) -> None:
+        """How much of the last draft the model kept: repeated misses pause drafting for a few tokens."""
+        self.misses = 0 if accepted else self.misses + 1
+        if self.misses >= MISSES_BEFORE_PAUSE:
+            self.misses, self.pause = 0, self.cool_down
 
     def finish(self) -> None:
         """The request ended: its answer (with a little prompt before it) is the next one's previous suggestion."""
@@ -75,6 +90,9 @@ class Drafter:
         occurs earlier, in the previous suggestion first, then in the prompt and the answer so far; the most
         recent occurrence wins."""
         if k <= 0:
+            return []
+        if self.pause > 0:
+            self.pause -= 1
             return []
         for n in range(min(self.max_ngram, self.size), self.min_ngram - 1, -1):
             pattern = self.ids[self.size - n:self.size]
