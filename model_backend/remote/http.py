@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import httpx
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_FIRST_S = 0.5  # after a fault, requests are answered empty (no network) for this long, doubling per fault
 BACKOFF_MAX_S = 4.0
+CANCEL_POLL_S = 0.02  # how often an open stream's watcher looks at the request's cancel flag
 
 
 class RemoteError(EngineError):
@@ -102,16 +105,35 @@ class Connection:
             return reply.json()
 
     @contextmanager
-    def stream(self, path: str, body: dict[str, Any]) -> Iterator[Iterator[dict[str, Any]]]:
+    def stream(self, path: str, body: dict[str, Any],
+               cancel: threading.Event | None = None) -> Iterator[Iterator[dict[str, Any]]]:
         """POST ``body`` and yield its server-sent events as dicts; leaving the block closes the connection,
-        which is how the engine learns to stop decoding (cancel, superseded, stop rule, deadline)."""
+        which is how the engine learns to stop decoding (cancel, superseded, stop rule, deadline).
+
+        With ``cancel``: setting it closes the connection at once, even while the engine is still reading a long
+        prompt and no event has come (the events then just end; the caller sees the flag)."""
         with self._mapped(), self.client.stream("POST", path, json=body) as reply:
             if reply.status_code >= 400:
                 reply.read()
                 self._check_status(reply)
-            yield self._events(reply)
+            done = threading.Event()
+            if cancel is not None:
+                threading.Thread(target=_close_on_cancel, args=(reply, cancel, done), daemon=True,
+                                 name="stream-cancel").start()
+            try:
+                yield self._events(reply, cancel)
+            finally:
+                done.set()
 
-    def _events(self, reply: httpx.Response) -> Iterator[dict[str, Any]]:
+    def _events(self, reply: httpx.Response, cancel: threading.Event | None = None) -> Iterator[dict[str, Any]]:
+        try:
+            yield from self._parsed(reply)
+        except (httpx.HTTPError, httpx.StreamError):
+            if cancel is not None and cancel.is_set():
+                return  # closed by the cancel watcher: not a fault
+            raise
+
+    def _parsed(self, reply: httpx.Response) -> Iterator[dict[str, Any]]:
         for line in reply.iter_lines():
             if not line.startswith("data:"):
                 continue  # blank separators, comments, "event:" lines
@@ -162,6 +184,22 @@ class Connection:
             raise RemoteError(f"the engine at {self.endpoint} failed (HTTP {code}); retrying with backoff")
         raise RemoteError(f"the engine at {self.endpoint} rejected the request (HTTP {code}): "
                           f"{_error_text(_json_or_none(reply))}", transient=False)
+
+
+def _close_on_cancel(reply: httpx.Response, cancel: threading.Event, done: threading.Event) -> None:
+    """Close ``reply`` as soon as ``cancel`` is set, unless the stream ends first (``done``)."""
+    while not done.is_set():
+        if cancel.wait(CANCEL_POLL_S):
+            if done.is_set():
+                return
+            # Shut the socket down rather than close it: that wakes the reading thread's blocked read (with an end
+            # of stream) and tells the engine the client went away, so it drops the request, prompt or answer.
+            stream = reply.extensions.get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if isinstance(sock, socket.socket):
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            return
 
 
 def _json_or_none(reply: httpx.Response) -> Any:

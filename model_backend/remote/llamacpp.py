@@ -91,7 +91,7 @@ class LlamaCppBackend(RemoteBackend):
             body["grammar"] = gbnf_prefix_grammar(heal)
         got = Streamed()
         out: list[int] = []
-        with self.conn.stream("/completion", body) as events:
+        with self.conn.stream("/completion", body, req.cancel) as events:
             for event in events:
                 if got.prompt_n is None:
                     got.prompt_n, got.cached_n, got.prompt_ms = timings_of(event)
@@ -112,6 +112,9 @@ class LlamaCppBackend(RemoteBackend):
                 if event.get("stop") is True:
                     got.ids, got.stop = out, self._final_stop(req, event)
                     return got
+        if req.cancel is not None and req.cancel.is_set():  # the stream was closed for the cancel
+            got.ids, got.stop = out, "cancelled"
+            return got
         raise Interrupted(f"the engine at {self.conn.endpoint} ended the stream mid-answer (engine stopped or "
                           "restarted?)")
 

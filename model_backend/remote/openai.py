@@ -71,7 +71,7 @@ class OpenAIBackend(RemoteBackend):
         text = ""
         chunks = 0
         ids: list[int] = []
-        with self.conn.stream("/v1/completions", body) as events:
+        with self.conn.stream("/v1/completions", body, req.cancel) as events:
             for event in events:
                 if got.prompt_n is None:
                     got.prompt_n, got.cached_n, got.prompt_ms = timings_of(event)
@@ -99,6 +99,9 @@ class OpenAIBackend(RemoteBackend):
                     got.ids, got.stop = ids, self._finish(req, str(finish))
                     self._drain(events, got)
                     return got
+        if req.cancel is not None and req.cancel.is_set():  # the stream was closed for the cancel
+            got.ids, got.stop = ids, "cancelled"
+            return got
         raise Interrupted(f"the engine at {self.conn.endpoint} ended the stream mid-answer (engine stopped or "
                           "restarted?)")
 

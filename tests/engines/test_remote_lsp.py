@@ -175,6 +175,37 @@ def test_a_cancel_mid_answer_frees_the_slot(engine: LlamaServer):
     backend.close()
 
 
+def test_a_cancel_during_a_long_prompt_ends_the_request_before_any_token(engine: LlamaServer):
+    """The user typed on while the engine still reads a long prompt (no event has come yet): the request ends at
+    once with nothing, so the worker is free for the next keystroke, and the engine drops the request at its first
+    token (llama-server finishes a prompt it has started; it notices the closed connection when it writes)."""
+    tok = CodeLlamaTokenizer(EMBEDDED_WEIGHTS / "tokenizer.model")
+    backend = connect("llama.cpp", engine.url, tok, "embedded", timeout_ms=60_000)
+    backend.check()
+    import threading
+
+    text = "\n".join((DEPOT / name).read_text() for name in ("ledger.py", "orders.py"))
+    prompt = tok.spm_ids(text * 3, "")[-1990:]  # a fresh prompt near a slot's 2,048 tokens: a long prefill
+    cancel = threading.Event()
+    predicted_before = predicted_total(engine)
+    threading.Timer(0.05, cancel.set).start()  # the next keystroke, while the prompt is being read
+    result = backend.generate(GenerationRequest(prompt_ids=prompt, max_new_tokens=400, stop_ids=set(),
+                                                cancel=cancel))
+    assert result.stop == "cancelled" and result.ids == []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        slots = httpx.get(f"{engine.url}/slots", timeout=10).json()
+        if not any(s.get("is_processing") for s in slots):
+            break
+        time.sleep(0.05)
+    assert not any(s.get("is_processing") for s in slots)
+    assert predicted_total(engine) - predicted_before <= 1  # not 400 tokens decoded for nobody
+    after = backend.generate(GenerationRequest(prompt_ids=tok.spm_ids("def f(x):\n    return", ""), max_new_tokens=4,
+                                               stop_ids=set()))
+    assert after.stop in ("max_tokens", "eos") and after.ids  # the connection pool recovered: the next one answers
+    backend.close()
+
+
 async def test_engine_killed_while_typing_then_back(llama_server_bin: Path, embedded_gguf: Path, tmp_path: Path,
                                                     clients: list[LanguageClient]):
     own = launch(llama_server_bin, embedded_gguf, log_dir=tmp_path, parallel=1, ctx=4096)
