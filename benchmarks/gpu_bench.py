@@ -16,7 +16,9 @@
    c. our engine with everything on: cache reuse and the static decode step, replayed from CUDA graphs;
    s. as (c) plus speculative decoding: drafts from the prompt verified by the fixed-shape k+1-row step (its own
       graphs), reported with tokens per model pass and draft acceptance.  bitsandbytes' batch-1 NF4 GEMV does
-      not apply to k+1 rows, so whether it pays on a GPU is what this variant measures.
+      not apply to k+1 rows, so whether it pays on a GPU is what this variant measures;
+   u. as (c) with q/k/v and gate/up as separate NF4 products: (c) fuses each group into one 4-bit product
+      (``model_backend/nf4_fusion.py``), and ``decode_speedup_c_over_u`` is what that brings.
 4. Prints and writes JSON: device, decode tokens/s, cold prefill ms, keystroke→suggestion p50/p95, GPU memory
    (peak allocated; weights + KV cache at 16k context, computed and measured), the p50 speed-up of (c) over
    (a), and whether the variants' greedy outputs are equal.  On CPU in float32 all of them are.  On CUDA in
@@ -57,6 +59,7 @@ from lsp_server.stats import nearest_rank
 from model_backend.embedded import WEIGHTS_DIR
 from model_backend.engine import Engine
 from model_backend.generation import GenerationRequest, GenerationResult
+from model_backend.llama import Proj
 from model_backend.loading import LoadedModel, LoadSpec, load
 from model_backend.memory import gib, kv_bytes_per_token, kv_cache_bytes, model_bytes
 from model_backend.static_decode import GRAPH_TAIL_STEPS, StaticDecoder
@@ -76,7 +79,7 @@ TEXT = (Path(__file__).parent / "data" / "inventory.py").read_text()
 TYPED = "\n\ndef restock_report(items, threshold=5):\n    low = [item.name for item in items if item.stock < 5]\n"
 VARIANTS = {"a": "a_generate", "b": "b_engine_no_reuse", "d": "d_engine_reuse_eager",
             "e": "e_engine_static_reuse_no_graphs", "c": "c_engine_static_reuse",
-            "s": "s_engine_static_reuse_speculative"}
+            "s": "s_engine_static_reuse_speculative", "u": "u_engine_static_reuse_nf4_unfused"}
 
 
 @dataclass(frozen=True)
@@ -204,11 +207,15 @@ def engine_generate(engine: Engine, results: list[GenerationResult]) -> tuple[Ge
 
 def make_engine(key: str, model: Any, plan: Plan) -> Engine:
     """(b) no reuse, eager; (d) reuse, eager; (e) reuse, static step without graphs; (c) reuse, static + graphs."""
-    engine = Engine(model, plan.context_window, reuse_cache=key != "b", decode="static" if key in "cs" else "eager",
+    engine = Engine(model, plan.context_window, reuse_cache=key != "b", decode="static" if key in "csu" else "eager",
                     speculative=key == "s")
     if key == "e":  # (c)'s step and tail handling, run eagerly
         engine.static = StaticDecoder(engine.runner, graphs=False, tail_steps=GRAPH_TAIL_STEPS)
         engine.forward, engine.decode = engine.static.forward, "static"
+    if key == "u":  # (c) with q/k/v and gate/up as separate NF4 products (model_backend/nf4_fusion.py off)
+        for layer in engine.runner.layers:
+            layer.qkv = Proj(layer.qkv.modules, fuse_4bit=False)
+            layer.gate_up = Proj(layer.gate_up.modules, fuse_4bit=False)
     return engine
 
 
@@ -447,7 +454,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report["prompt_tokens"] = len(prompts[0])
         report["typing_prompt_tokens"] = [len(prompts[2][0]), len(prompts[2][-1])]
         outputs: dict[str, dict[str, Any] | None] = {}
-        for key in ("a", "b", "d", "e", "c", "s"):
+        for key in ("a", "b", "d", "e", "c", "u", "s"):
             outputs[key] = run_variant(key, loaded, plan, prompts, device, report, start)
             free(device)
             save()
@@ -481,8 +488,10 @@ def finish(report: dict[str, Any], outputs: dict[str, dict[str, Any] | None], de
     report["decode_speedup_c_over_a"] = ratio("a", "c", "decode_ms_per_token")
     report["speedup_s_over_c_p50"] = ratio("c", "s", "keystroke_ms_p50")
     report["decode_speedup_s_over_c"] = ratio("c", "s", "decode_ms_per_token")
+    report["decode_speedup_c_over_u"] = ratio("u", "c", "decode_ms_per_token")  # fused NF4 vs separate products
+    report["speedup_c_over_u_p50"] = ratio("u", "c", "keystroke_ms_p50")
     equality: dict[str, Any] = {}
-    for x, y in (("c", "e"), ("b", "c"), ("d", "c"), ("b", "d"), ("a", "b"), ("c", "s")):
+    for x, y in (("c", "e"), ("b", "c"), ("d", "c"), ("b", "d"), ("a", "b"), ("c", "s"), ("c", "u")):
         ox, oy = outputs.get(x), outputs.get(y)
         equality[f"{x}_vs_{y}"] = compare(ox, oy) if ox is not None and oy is not None else None
     for x, y in (("b", "c"), ("c", "e"), ("c", "s")):

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model_backend.generation import EngineError
+from model_backend.nf4_fusion import fuse_linear4bit
 
 # Writes a layer's new keys/values into the cache and returns the keys/values to attend to.
 CacheWrite = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -57,7 +58,8 @@ class Proj:
     """One or more bias-free projections reading the same input (q/k/v; gate/up), as one matmul.
 
     Plain ``nn.Linear`` weights are concatenated once and the modules' weights become views into the
-    fused tensor (no memory duplicated).  Anything else (bitsandbytes 4-bit layers) runs module by module.
+    fused tensor (no memory duplicated); bitsandbytes NF4 layers likewise become one 4-bit product
+    (``nf4_fusion.py``, exact); anything else runs module by module.
 
     Why two paths for half-precision weights with float32 activations (our CPU setting): one row (a
     decoded token) is memory-bound, so the matmul runs in the weights' dtype and reads half the bytes;
@@ -67,9 +69,12 @@ class Proj:
     prompt prefilled in one piece and one extended token by token give the same greedy output.
     """
 
-    def __init__(self, modules: list[Any]) -> None:
+    def __init__(self, modules: list[Any], fuse_4bit: bool = True) -> None:
         self.modules = modules
         self.weight: torch.Tensor | None = None
+        self.fused_4bit: Any = None  # bitsandbytes NF4 projections as one 4-bit product (nf4_fusion.py)
+        if fuse_4bit and not all(type(m) is nn.Linear for m in modules):
+            self.fused_4bit = fuse_linear4bit(modules)
         if all(type(m) is nn.Linear and m.bias is None for m in modules):
             fused = torch.cat([m.weight.detach() for m in modules]) if len(modules) > 1 else modules[0].weight.detach()
             row = 0
@@ -83,6 +88,8 @@ class Proj:
         """``h [1, S, in]`` in the activations' dtype → ``[1, S, sum(out)]`` in the same dtype."""
         w = self.weight
         if w is None:  # e.g. bitsandbytes 4-bit layers: they cast to their compute dtype themselves
+            if self.fused_4bit is not None:
+                return self.fused_4bit(h).to(h.dtype)
             return torch.cat([m(h) for m in self.modules], dim=-1).to(h.dtype)
         if w.dtype == h.dtype:
             return F.linear(h, w)
