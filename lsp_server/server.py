@@ -261,7 +261,8 @@ class CodeLlamaServer(LanguageServer):
             return None
         self.forget_failures()
         r = outcome.result
-        self.stats.record_generation(r.prompt_tokens, r.reused_tokens, r.prefilled_tokens, len(r.ids))
+        self.stats.record_generation(r.prompt_tokens, r.reused_tokens, r.prefilled_tokens, len(r.ids),
+                                     r.counts_known)
         self.stats.record_speculation(r.timings)
         self.stats.last = {"uri": doc.uri, "mode": prepared.ctx.mode, "fim": prepared.prompt.mode, "stop": r.stop,
                            "prompt_tokens": r.prompt_tokens, "reused_tokens": r.reused_tokens,

@@ -39,6 +39,9 @@ class Stats:
     reused_tokens: int = 0  # prompt tokens whose keys/values came from the cache
     prefilled_tokens: int = 0  # prompt tokens that had to be computed
     generated_tokens: int = 0
+    # prompt tokens of remote requests whose engine did not say what it reused (an OpenAI-compatible stream closed
+    # before its usage figures): counted in prompt_tokens, in neither reused_tokens nor prefilled_tokens
+    uncounted_prompt_tokens: int = 0
     # speculative decoding (model_backend/speculative.py): model passes that chose tokens (prefill included: one per
     # token without speculation), draft tokens verified, draft tokens accepted
     decode_forwards: int = 0
@@ -57,11 +60,14 @@ class Stats:
     actions_cancelled: int = 0  # stopped by $/cancelRequest or by cancelling their progress
     last_action: dict[str, Any] = field(default_factory=dict)  # command, stop, tokens, cut, model, outcome
 
-    def record_generation(self, prompt: int, reused: int, prefilled: int, generated: int) -> None:
+    def record_generation(self, prompt: int, reused: int, prefilled: int, generated: int, known: bool = True) -> None:
         self.prompt_tokens += prompt
+        self.generated_tokens += generated
+        if not known:  # the engine did not report them: no guess goes into the reuse figures
+            self.uncounted_prompt_tokens += prompt
+            return
         self.reused_tokens += reused
         self.prefilled_tokens += prefilled
-        self.generated_tokens += generated
 
     def record_speculation(self, timings: dict[str, float]) -> None:
         """A local engine's decode counts (absent for remote backends)."""

@@ -72,6 +72,9 @@ class GenerationResult:
     # log-probability of each id in ``ids`` under the model (its full distribution, before healing constraints
     # or exclusions): ranks alternative answers.  Empty when a backend does not report them.
     token_logprobs: list[float] = field(default_factory=list)
+    # False when a remote engine did not report what it computed (an OpenAI-compatible stream closed before its
+    # usage figures came): ``reused_tokens``/``prefilled_tokens`` are then guesses and are not added to the stats.
+    counts_known: bool = True
 
     @property
     def logprob(self) -> float:

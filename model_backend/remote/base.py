@@ -154,6 +154,7 @@ class RemoteBackend:
             ids=tail.ids, stop=tail.stop or "eos", prompt_tokens=n, reused_tokens=reused,
             prefilled_tokens=prefilled, prefill_ms=head.prompt_ms, decode_ms=max(0.0, total_ms - head.prompt_ms),
             timings={"engine_prompt_ms": head.prompt_ms, "request_ms": total_ms},
+            counts_known=head.prompt_n is not None,
         )
 
     def _remaining_ms(self, req: GenerationRequest) -> int | None:

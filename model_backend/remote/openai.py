@@ -59,7 +59,9 @@ class OpenAIBackend(RemoteBackend):
                  banned: frozenset[int], forced: list[int]) -> Streamed:
         body: dict[str, Any] = {
             "model": self.served_model, "prompt": prompt, "max_tokens": max(1, max_new), "temperature": 0,
-            "stream": True, "stream_options": {"include_usage": True},
+            "stream": True,
+            # usage on every chunk where the engine can (vLLM): the reuse figures survive a stream we close early
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True},
         }
         if banned:
             body["logit_bias"] = {str(i): -100 for i in sorted(banned)}
@@ -92,6 +94,10 @@ class OpenAIBackend(RemoteBackend):
                         got.ids = ids[:1]
                         return got
                     reason = req.stop_after(forced + ids)
+                    if reason == "max_tokens":  # the engine stops there too: read on to its usage figures
+                        got.ids, got.stop = ids, reason
+                        self._drain(events, got)
+                        return got
                     if reason is not None:
                         got.ids, got.stop = ids, reason
                         return got
@@ -106,7 +112,8 @@ class OpenAIBackend(RemoteBackend):
                           "restarted?)")
 
     def _drain(self, events: Any, got: Streamed) -> None:
-        """After ``finish_reason``, the usage chunk (``include_usage``) and ``[DONE]`` follow: read them."""
+        """After ``finish_reason`` (or our own count reaching ``max_tokens``, where the engine stops too), the usage
+        chunk (``include_usage``) and ``[DONE]`` follow: read them; any text still in them is not part of the answer."""
         for event in events:
             self._usage(event, got)
 

@@ -21,3 +21,12 @@ def test_stats_report_p95_by_nearest_rank() -> None:
     stats.latencies_ms.extend(float(v) for v in range(1, 101))
     data = stats.to_json()
     assert data["latency_ms_p95"] == 95.0 and data["latency_ms_p50"] == 50.0 and data["latency_samples"] == 100
+
+
+def test_unreported_engine_counts_stay_out_of_the_reuse_figures() -> None:
+    stats = Stats()
+    stats.record_generation(100, 98, 2, 5)
+    stats.record_generation(120, 0, 120, 4, known=False)  # a remote stream closed before its usage figures
+    data = stats.to_json()
+    assert (data["prompt_tokens"], data["reused_tokens"], data["prefilled_tokens"]) == (220, 98, 2)
+    assert data["uncounted_prompt_tokens"] == 120 and data["generated_tokens"] == 9

@@ -206,6 +206,23 @@ def test_a_cancel_during_a_long_prompt_ends_the_request_before_any_token(engine:
     backend.close()
 
 
+def test_openai_reuse_figures_are_kept_only_when_the_engine_reported_them(engine: LlamaServer):
+    """llama-server's OpenAI API reports usage only at the end of a stream: an answer we cut short has no figures,
+    and then none are made up (the stats count those prompt tokens apart)."""
+    tok = CodeLlamaTokenizer(EMBEDDED_WEIGHTS / "tokenizer.model")
+    backend = connect("openai", engine.url, tok, "embedded", timeout_ms=60_000)
+    backend.check()
+    prompt = tok.spm_ids((DEPOT / "ledger.py").read_text() + "\n\ndef total_of(entries):\n    ", "")
+    whole = backend.generate(GenerationRequest(prompt_ids=prompt, max_new_tokens=3, stop_ids=set()))
+    assert whole.counts_known and whole.prefilled_tokens + whole.reused_tokens == len(prompt)
+    again = backend.generate(GenerationRequest(prompt_ids=prompt, max_new_tokens=3, stop_ids=set()))
+    assert again.counts_known and again.reused_tokens >= len(prompt) - 3  # the engine's cache, as it reported
+    cut = backend.generate(GenerationRequest(prompt_ids=prompt, max_new_tokens=30, stop_ids=set(),
+                                             should_stop=lambda ids: len(ids) >= 1))
+    assert cut.stop == "rule" and not cut.counts_known
+    backend.close()
+
+
 async def test_engine_killed_while_typing_then_back(llama_server_bin: Path, embedded_gguf: Path, tmp_path: Path,
                                                     clients: list[LanguageClient]):
     own = launch(llama_server_bin, embedded_gguf, log_dir=tmp_path, parallel=1, ctx=4096)
