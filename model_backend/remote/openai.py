@@ -121,8 +121,10 @@ class OpenAIBackend(RemoteBackend):
     def _usage(event: dict[str, Any], got: Streamed) -> None:
         usage = event.get("usage")
         if isinstance(usage, dict) and usage.get("prompt_tokens") is not None and got.prompt_n is None:
-            cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-            got.cached_n, got.prompt_n = cached, int(usage["prompt_tokens"]) - cached
+            cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+            if cached is None:  # the engine does not say what it reused (vLLM without --enable-prompt-tokens-details)
+                return
+            got.cached_n, got.prompt_n = int(cached), int(usage["prompt_tokens"]) - int(cached)
 
     @staticmethod
     def _finish(req: GenerationRequest, finish: str) -> StopReason:
