@@ -146,6 +146,18 @@ def predicted_total(engine: LlamaServer) -> float:
                if line.startswith("llamacpp:tokens_predicted_total"))
 
 
+def engine_idle(engine: LlamaServer, within_s: float = 5.0) -> bool:
+    """Whether every slot of ``engine`` stops processing within ``within_s`` (its own ``/slots``)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        slots = httpx.get(f"{engine.url}/slots", timeout=10).json()
+        if not any(s.get("is_processing") for s in slots):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
 def test_a_cancel_mid_answer_frees_the_slot(engine: LlamaServer):
     tok = CodeLlamaTokenizer(EMBEDDED_WEIGHTS / "tokenizer.model")
     backend = connect("llama.cpp", engine.url, tok, "embedded", timeout_ms=60_000)
@@ -163,13 +175,7 @@ def test_a_cancel_mid_answer_frees_the_slot(engine: LlamaServer):
     result = backend.generate(GenerationRequest(prompt_ids=prompt, max_new_tokens=400, stop_ids=set(),
                                                 cancel=cancel, on_token=on_token))
     assert result.stop == "cancelled" and len(result.ids) == 3
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        slots = httpx.get(f"{engine.url}/slots", timeout=10).json()
-        if not any(s.get("is_processing") for s in slots):
-            break
-        time.sleep(0.05)
-    assert not any(s.get("is_processing") for s in slots)  # the engine stopped decoding: nothing runs
+    assert engine_idle(engine)  # the engine stopped decoding: nothing runs
     time.sleep(1.0)  # had decoding gone on, the counter would keep growing meanwhile
     assert predicted_total(engine) - predicted_before < 50  # not 400 tokens decoded for an answer nobody reads
     backend.close()
@@ -192,13 +198,7 @@ def test_a_cancel_during_a_long_prompt_ends_the_request_before_any_token(engine:
     result = backend.generate(GenerationRequest(prompt_ids=prompt, max_new_tokens=400, stop_ids=set(),
                                                 cancel=cancel))
     assert result.stop == "cancelled" and result.ids == []
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        slots = httpx.get(f"{engine.url}/slots", timeout=10).json()
-        if not any(s.get("is_processing") for s in slots):
-            break
-        time.sleep(0.05)
-    assert not any(s.get("is_processing") for s in slots)
+    assert engine_idle(engine)
     assert predicted_total(engine) - predicted_before <= 1  # not 400 tokens decoded for nobody
     after = backend.generate(GenerationRequest(prompt_ids=tok.spm_ids("def f(x):\n    return", ""), max_new_tokens=4,
                                                stop_ids=set()))
