@@ -7,7 +7,8 @@ the caller's stop rules, a time budget and a cancel flag after every token.  The
 ``llama.LlamaRunner``; this module only decides which tokens to run and when to stop.
 
 With ``speculative`` on, each forward pass after a chosen token also verifies a draft of up to k tokens taken
-from the code itself (``speculative.py``).  Every row's logits then go through exactly the choice plain
+from the code itself (``speculative.py``); so does the prefill pass when the prompt's new tail is a keystroke's few
+tokens (the draft then usually continues the previous suggestion).  Every row's logits then go through exactly the choice plain
 decoding makes (token healing, stop ids, stop rules, the budget and the cancel flag, token by token), and
 the draft is kept only as far as it agrees: the output is plain greedy decoding's, in fewer passes.  A
 rejected draft token's position holds junk keys/values, so ``cached_ids`` never lists it.
