@@ -31,7 +31,7 @@ from lsp_server.stats import nearest_rank
 from model_backend.engine import Engine
 from model_backend.generation import GenerationRequest
 from model_backend.loading import LoadSpec, load
-from model_backend.speculative import DRAFT_TOKENS, Drafter
+from model_backend.speculative import Drafter
 from model_backend.tokenization import CodeLlamaTokenizer
 
 TEXT = (Path(__file__).parent / "data" / "inventory.py").read_text()
@@ -49,7 +49,7 @@ class Ours:
     """One of our engines (plain or speculative) on one dtype."""
 
     def __init__(self, model: Any, tok: CodeLlamaTokenizer, speculative: bool,
-                 draft_tokens: int = DRAFT_TOKENS) -> None:
+                 draft_tokens: int | None = None) -> None:
         self.engine = Engine(model, 4096, vocab_limit=tok.vocab_size, speculative=speculative,
                              draft_tokens=draft_tokens)
         self.engine.warm_up(tok.bos_id)
@@ -120,8 +120,9 @@ def main() -> None:
     parser.add_argument("--keystrokes", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2, help="torch threads here, -t for llama-server")
     parser.add_argument("--dtypes", default="f16,f32")
-    parser.add_argument("--draft-tokens", default=str(DRAFT_TOKENS),
-                        help="comma-separated k values: one speculative variant each (the first is `_speculative`)")
+    parser.add_argument("--draft-tokens", default="",
+                        help="comma-separated k values: one more speculative variant each, `_kN` (`_speculative` "
+                             "itself has the engine's default drafts)")
     parser.add_argument("--no-pause-variant", action="store_true",
                         help="also a speculative variant whose drafting never pauses after misses")
     parser.add_argument("--json", type=Path)
@@ -137,12 +138,11 @@ def main() -> None:
             loaded = load(LoadSpec(dtype={"f16": "float16", "f32": "float32"}[dtype]))
             tok = loaded.tokenizer
             variants[f"ours_{dtype}"] = Ours(loaded.model, tok, speculative=False)
-            ks = [int(k) for k in args.draft_tokens.split(",")]
-            variants[f"ours_{dtype}_speculative"] = Ours(loaded.model, tok, speculative=True, draft_tokens=ks[0])
-            for k in ks[1:]:
+            variants[f"ours_{dtype}_speculative"] = Ours(loaded.model, tok, speculative=True)
+            for k in (int(k) for k in args.draft_tokens.split(",") if k):
                 variants[f"ours_{dtype}_speculative_k{k}"] = Ours(loaded.model, tok, speculative=True, draft_tokens=k)
             if args.no_pause_variant:  # drafting never pauses after misses (speculative.COOL_DOWN = 0)
-                variant = Ours(loaded.model, tok, speculative=True, draft_tokens=ks[0])
+                variant = Ours(loaded.model, tok, speculative=True)
                 variant.engine.drafter = Drafter(cool_down=0)
                 variants[f"ours_{dtype}_speculative_nopause"] = variant
             server = launch(LLAMA_SERVER, convert_cached(EMBEDDED_WEIGHTS, dtype), log_dir=Path("build/llama-logs"),

@@ -8,9 +8,9 @@ the caller's stop rules, a time budget and a cancel flag after every token.  The
 
 With ``speculative`` on, each forward pass after a chosen token also verifies a draft of up to k tokens taken
 from the code itself (``speculative.py``); so does the prefill pass when the prompt's new tail is a keystroke's few
-tokens (the draft then usually continues the previous suggestion).  Every row's logits then go through exactly the choice plain
-decoding makes (token healing, stop ids, stop rules, the budget and the cancel flag, token by token), and
-the draft is kept only as far as it agrees: the output is plain greedy decoding's, in fewer passes.  A
+tokens (the draft then usually continues the previous suggestion).  Every row's logits then go through exactly
+the choice plain decoding makes (token healing, stop ids, stop rules, the budget and the cancel flag, token by
+token), and the draft is kept only as far as it agrees: the output is plain greedy decoding's, in fewer passes.  A
 rejected draft token's position holds junk keys/values, so ``cached_ids`` never lists it.
 """
 
@@ -25,7 +25,7 @@ import torch
 
 from model_backend.generation import EngineError, GenerationRequest, GenerationResult, StopReason
 from model_backend.llama import LlamaRunner
-from model_backend.speculative import DRAFT_TOKENS, Drafter
+from model_backend.speculative import DRAFT_TOKENS, PREVIOUS_DRAFT_TOKENS, Drafter
 from model_backend.static_decode import StaticDecoder, resolve_mode
 
 
@@ -48,7 +48,7 @@ class Engine:
 
     def __init__(self, model: Any, max_context: int, reuse_cache: bool = True, decode: str = "auto",
                  vocab_limit: int | None = None, speculative: bool = False,
-                 draft_tokens: int = DRAFT_TOKENS) -> None:
+                 draft_tokens: int | None = None) -> None:
         self.runner = LlamaRunner(model, max_context)
         # Checkpoints often pad the embedding matrix past the tokenizer (to a multiple of 64, or Code Llama 7B's
         # 32016 with a smaller tokenizer): ids at or past the tokenizer's size have no text, so never pick them.
@@ -58,6 +58,10 @@ class Engine:
         self.cached_ids: list[int] = []  # ids whose keys/values are valid in the cache, in order
         # "static": fixed-shape decode step (static_decode.py), replayed from CUDA graphs on CUDA; auto = on CUDA
         self.decode = resolve_mode(decode, self.runner.device)
+        # the longest draft one pass verifies: the fixed verify step's k on the static path, longer when eager (a
+        # draft that continues the previous suggestion; drafts from the prompt stay at DRAFT_TOKENS)
+        if draft_tokens is None:
+            draft_tokens = DRAFT_TOKENS if self.decode == "static" else PREVIOUS_DRAFT_TOKENS
         self.draft_tokens = draft_tokens
         self.speculative = speculative  # may be switched per request; the verify step's shape is set here
         self.static = (StaticDecoder(self.runner, verify_rows=draft_tokens + 1 if draft_tokens else 0)

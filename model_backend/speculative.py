@@ -15,7 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
-DRAFT_TOKENS = 4  # k: draft tokens verified per forward pass (the verify step has k + 1 rows)
+DRAFT_TOKENS = 4  # k: draft tokens from the prompt verified per pass; also the fixed verify step's k (k + 1 rows)
+# A draft that continues the previous suggestion is usually right all the way (the user typed what it said), so it may
+# run longer where the verify pass has no fixed shape (eager decoding, the CPU); a match of a single token in the
+# prompt is a weak hint, so its draft stays short.  Measured: benchmarks/README.md, "Speed".
+PREVIOUS_DRAFT_TOKENS = 8
+ONE_TOKEN_MATCH_DRAFT = 2
 MAX_NGRAM = 3  # longest tail of the answer looked up
 MIN_NGRAM = 1
 PREVIOUS_TAIL = 8  # prompt ids kept before the previous suggestion, so its first tokens can be matched too
@@ -50,8 +55,10 @@ def lookup(hay: np.ndarray, size: int, pattern: np.ndarray, k: int) -> list[int]
 class Drafter:
     """Per-engine draft state: this request's ids (prompt + answer so far) and the previous suggestion."""
 
-    def __init__(self, max_ngram: int = MAX_NGRAM, min_ngram: int = MIN_NGRAM, cool_down: int = COOL_DOWN) -> None:
+    def __init__(self, max_ngram: int = MAX_NGRAM, min_ngram: int = MIN_NGRAM, cool_down: int = COOL_DOWN,
+                 prompt_cap: int = DRAFT_TOKENS) -> None:
         self.max_ngram, self.min_ngram = max_ngram, min_ngram
+        self.prompt_cap = prompt_cap  # longest draft taken from the prompt or the answer so far
         self.cool_down = cool_down  # 0: never pause
         self.ids = np.zeros(0, dtype=np.int64)  # prompt then answer, with room to grow
         self.size = 0
@@ -87,8 +94,8 @@ class Drafter:
 
     def draft(self, k: int) -> list[int]:
         """Up to ``k`` ids likely to come next: the longest tail (``max_ngram`` down to ``min_ngram`` ids) that
-        occurs earlier, in the previous suggestion first, then in the prompt and the answer so far; the most
-        recent occurrence wins."""
+        occurs earlier, in the previous suggestion first, then in the prompt and the answer so far (there at most
+        ``prompt_cap`` ids, ``ONE_TOKEN_MATCH_DRAFT`` for a one-id match); the most recent occurrence wins."""
         if k <= 0:
             return []
         if self.pause > 0:
@@ -98,7 +105,8 @@ class Drafter:
             pattern = self.ids[self.size - n:self.size]
             found = lookup(self.previous, len(self.previous), pattern, k)
             if not found:
-                found = lookup(self.ids, self.size, pattern, k)
+                cap = self.prompt_cap if n > 1 else min(self.prompt_cap, ONE_TOKEN_MATCH_DRAFT)
+                found = lookup(self.ids, self.size, pattern, min(k, cap))
             if found:
                 return found
         return []

@@ -20,7 +20,7 @@ from lsp_server.completion.prompts import Prompt, build_prompt
 from model_backend.engine import Engine
 from model_backend.generation import GenerationRequest
 from model_backend.loading import LoadSpec, load
-from model_backend.speculative import Drafter, lookup
+from model_backend.speculative import DRAFT_TOKENS, Drafter, lookup
 from model_backend.tokenization import CodeLlamaTokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,13 +122,14 @@ def test_a_keystroke_typed_along_the_suggestion_is_verified_by_the_prefill_pass(
     first = spec.generate(GenerationRequest(prompt_ids=ids, max_new_tokens=16, stop_ids=set()))
     assert first.ids == plain.generate(GenerationRequest(prompt_ids=ids, max_new_tokens=16, stop_ids=set())).ids
     typed = [*ids, first.ids[0]]  # the user typed the suggestion's first token: one new prompt token
-    req = GenerationRequest(prompt_ids=typed, max_new_tokens=8, stop_ids=set())
+    req = GenerationRequest(prompt_ids=typed, max_new_tokens=12, stop_ids=set())
     a, b = plain.generate(req), spec.generate(req)
-    assert b.ids == a.ids == first.ids[1:9]
+    assert b.ids == a.ids == first.ids[1:13]
     assert b.prefilled_tokens == 1
-    # the previous suggestion's next tokens rode along with the new token and were kept: fewer passes than tokens
-    assert b.timings["prefill_accepted"] == spec.draft_tokens
-    assert b.timings["forwards"] < len(b.ids) - spec.draft_tokens
+    # the previous suggestion's next tokens rode along with the new token and were kept: a whole draft in the
+    # prefill pass (longer than a draft from the prompt may be), so far fewer passes than tokens
+    assert spec.draft_tokens > DRAFT_TOKENS and b.timings["prefill_accepted"] == spec.draft_tokens
+    assert b.timings["forwards"] <= len(b.ids) - spec.draft_tokens
 
 
 def test_rules_fire_at_the_same_token_as_plain_decoding(loaded: Any, tok: CodeLlamaTokenizer) -> None:
