@@ -94,7 +94,7 @@ class Engine:
             tail = prompt[reused:]
             # A draft rides along with a short prompt tail (the usual keystroke): the prefill pass then verifies it
             # too, so an answer that repeats the code (or the previous suggestion) needs no decode pass of its own.
-            first = self._drafts(req, [], len(prompt)) if speculate and len(tail) <= PREFILL_DRAFT_TAIL else []
+            first = self._drafts(req, [], len(prompt), self._prefill_draft_room(len(tail))) if speculate else []
             if first:
                 block = self.forward_all([*tail, *first], reused)  # [len(tail) + k, V]
                 self.cached_ids = list(prompt)
@@ -184,12 +184,24 @@ class Engine:
             counts["drafted"] += len(drafts)
             pending = (block, drafts)
 
-    def _drafts(self, req: GenerationRequest, out: list[int], written: int) -> list[int]:
-        """Draft ids to verify after ``out``'s last token, ``written`` ids being in the cache before the draft's
-        first: none while token healing constrains the choice, none past the answer's length or the KV buffer."""
+    def _prefill_draft_room(self, tail: int) -> int:
+        """How long a draft may ride along with a prompt tail of ``tail`` new tokens: none after a long tail (a real
+        prefill), and on the static path only as far as the fixed verify step holds (tail + draft rows), so that
+        pass stays one replayed graph."""
+        if tail > PREFILL_DRAFT_TAIL:
+            return 0
+        if self.static is not None:
+            return max(0, self.static.verify_rows - tail)
+        return self.draft_tokens
+
+    def _drafts(self, req: GenerationRequest, out: list[int], written: int, most: int | None = None) -> list[int]:
+        """Draft ids to verify after ``out``'s last token (at most ``most``), ``written`` ids being in the cache
+        before the draft's first: none while token healing constrains the choice, none past the answer's length or
+        the KV buffer."""
         if req.constrain is not None and req.constrain(out) is not None:
             return []
-        room = min(self.draft_tokens, req.max_new_tokens - len(out), self.max_context - 1 - written)
+        room = min(self.draft_tokens if most is None else most, req.max_new_tokens - len(out),
+                   self.max_context - 1 - written)
         return self.drafter.draft(room)
 
     def _stop_after(self, req: GenerationRequest, out: list[int]) -> StopReason | None:

@@ -215,3 +215,24 @@ def test_static_verify_step_equals_plain_eager(loaded: Any, tok: CodeLlamaTokeni
     want = plain.runner.forward_all(ids[-3:], len(ids) - 3)
     assert got.shape == want.shape == (3, loaded.model.config.vocab_size)
     assert torch.allclose(got, want, atol=1e-4)
+
+
+def test_a_keystrokes_draft_stays_within_the_static_verify_step(loaded: Any, tok: CodeLlamaTokenizer,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the static path (CUDA graphs on a GPU) the keystroke's prefill pass with its draft must be the fixed verify
+    step, never an eager forward of more rows: the graph replay is the point of that path."""
+    plain = Engine(loaded.model, 4096, vocab_limit=tok.vocab_size)
+    static = Engine(loaded.model, 4096, vocab_limit=tok.vocab_size, decode="static", speculative=True)
+    assert static.static is not None
+    ids = tok.spm_ids(TEXT[:1500], TEXT[1500:])
+    first = static.generate(GenerationRequest(prompt_ids=ids, max_new_tokens=16, stop_ids=set()))
+    calls: list[int] = []
+    real = static.runner.forward_all
+    monkeypatch.setattr(static.runner, "forward_all", lambda ids, start: calls.append(len(ids)) or real(ids, start))
+    static.cached_ids = list(ids)  # as if the answer had not been kept: the keystroke brings 2 new tokens
+    req = GenerationRequest(prompt_ids=[*ids, *first.ids[:2]], max_new_tokens=12, stop_ids=set())
+    b = static.generate(req)
+    assert b.ids == plain.generate(req).ids == first.ids[2:14]
+    assert b.prefilled_tokens == 2
+    assert b.timings["prefill_accepted"] == static.static.verify_rows - 2  # 2 new tokens + a 3-token draft
+    assert calls == []  # no eager multi-row forward: every pass was the one-row or the verify step
