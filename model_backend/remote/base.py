@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from model_backend.generation import EngineError, GenerationRequest, GenerationResult, StopReason
-from model_backend.remote.http import Connection, RemoteError
+from model_backend.remote.http import Connection, Interrupted, RemoteError
 from model_backend.tokenization import CodeLlamaTokenizer
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,15 @@ class RemoteBackend:
             timings={"engine_prompt_ms": head.prompt_ms, "request_ms": total_ms},
             counts_known=head.prompt_n is not None,
         )
+
+    def _stream_ended(self, req: GenerationRequest, got: Streamed, ids: list[int]) -> Streamed:
+        """The stream ended before the engine said it was done: our cancel closed it (an answer), or the engine
+        went away (a fault)."""
+        if req.cancel is not None and req.cancel.is_set():
+            got.ids, got.stop = ids, "cancelled"
+            return got
+        raise Interrupted(f"the engine at {self.conn.endpoint} ended the stream mid-answer (engine stopped or "
+                          "restarted?)")
 
     def _remaining_ms(self, req: GenerationRequest) -> int | None:
         if req.deadline is None:

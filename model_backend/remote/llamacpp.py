@@ -20,7 +20,7 @@ from typing import Any
 
 from model_backend.generation import GenerationRequest, StopReason
 from model_backend.remote.base import RemoteBackend, Streamed, gbnf_prefix_grammar, timings_of
-from model_backend.remote.http import Connection, Interrupted, RemoteError
+from model_backend.remote.http import Connection, RemoteError
 from model_backend.tokenization import CodeLlamaTokenizer, FimIds
 
 PROBE = "def f(x):\n\tif x:  # naïve ☺\n        return [1, 23, 456]\n"
@@ -112,11 +112,7 @@ class LlamaCppBackend(RemoteBackend):
                 if event.get("stop") is True:
                     got.ids, got.stop = out, self._final_stop(req, event)
                     return got
-        if req.cancel is not None and req.cancel.is_set():  # the stream was closed for the cancel
-            got.ids, got.stop = out, "cancelled"
-            return got
-        raise Interrupted(f"the engine at {self.conn.endpoint} ended the stream mid-answer (engine stopped or "
-                          "restarted?)")
+        return self._stream_ended(req, got, out)
 
     @staticmethod
     def _final_stop(req: GenerationRequest, event: dict[str, Any]) -> StopReason:

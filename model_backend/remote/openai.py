@@ -20,7 +20,7 @@ from typing import Any
 
 from model_backend.generation import GenerationRequest, StopReason
 from model_backend.remote.base import RemoteBackend, Streamed, gbnf_prefix_grammar, regex_prefix, timings_of
-from model_backend.remote.http import Connection, Interrupted, RemoteError
+from model_backend.remote.http import Connection, RemoteError
 from model_backend.tokenization import CodeLlamaTokenizer
 
 
@@ -105,11 +105,7 @@ class OpenAIBackend(RemoteBackend):
                     got.ids, got.stop = ids, self._finish(req, str(finish))
                     self._drain(events, got)
                     return got
-        if req.cancel is not None and req.cancel.is_set():  # the stream was closed for the cancel
-            got.ids, got.stop = ids, "cancelled"
-            return got
-        raise Interrupted(f"the engine at {self.conn.endpoint} ended the stream mid-answer (engine stopped or "
-                          "restarted?)")
+        return self._stream_ended(req, got, ids)
 
     def _drain(self, events: Any, got: Streamed) -> None:
         """After ``finish_reason`` (or our own count reaching ``max_tokens``, where the engine stops too), the usage

@@ -11,6 +11,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -162,8 +163,6 @@ def test_a_cancel_mid_answer_frees_the_slot(engine: LlamaServer):
     tok = CodeLlamaTokenizer(EMBEDDED_WEIGHTS / "tokenizer.model")
     backend = connect("llama.cpp", engine.url, tok, "embedded", timeout_ms=60_000)
     backend.check()
-    import threading
-
     cancel = threading.Event()
 
     def on_token(ids: list[int]) -> None:
@@ -188,8 +187,6 @@ def test_a_cancel_during_a_long_prompt_ends_the_request_before_any_token(engine:
     tok = CodeLlamaTokenizer(EMBEDDED_WEIGHTS / "tokenizer.model")
     backend = connect("llama.cpp", engine.url, tok, "embedded", timeout_ms=60_000)
     backend.check()
-    import threading
-
     text = "\n".join((DEPOT / name).read_text() for name in ("ledger.py", "orders.py"))
     prompt = tok.spm_ids(text * 3, "")[-1990:]  # a fresh prompt near a slot's 2,048 tokens: a long prefill
     cancel = threading.Event()

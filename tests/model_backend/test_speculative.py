@@ -80,6 +80,23 @@ def test_drafter_prefers_the_longest_match_and_the_previous_suggestion() -> None
     assert d.draft(2) == [3, 4]
 
 
+def test_drafts_from_the_prompt_are_capped_and_repeated_misses_pause_drafting() -> None:
+    d = Drafter(prompt_cap=4, cool_down=3)
+    d.begin([9, 1, 2, 3, 4, 5, 6, 7, 9, 1], room=8)
+    assert d.draft(8) == [2, 3, 4, 5]  # "9 1" found in the prompt: at most prompt_cap ids
+    d.push(7)
+    assert d.draft(8) == [9, 1]  # only "7" matches (one id): a weak hint, a short draft
+    d.verified(0)
+    assert d.draft(8) == [9, 1]  # one miss: drafting goes on
+    d.verified(0)  # a second draft in a row of which nothing was kept
+    assert [d.draft(8) for _ in range(3)] == [[], [], []]  # paused for cool_down calls
+    assert d.draft(8) == [9, 1]
+    d.finish()
+    d.begin([5, 5, 9, 1], room=8)  # the previous suggestion (here the last request's tail) drafts past the cap
+    d.previous = np.array([9, 1, 2, 3, 4, 5, 6, 7, 8])
+    assert d.draft(8) == [2, 3, 4, 5, 6, 7, 8]
+
+
 def test_greedy_output_equals_plain_decoding_over_the_typing_replay(loaded: Any, tok: CodeLlamaTokenizer) -> None:
     plain, spec = engines(loaded)
     passes = tokens = accepted = 0
