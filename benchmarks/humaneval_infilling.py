@@ -209,11 +209,13 @@ def execute_all(sources: Sequence[str], timeout_s: float = 3.0, workers: int = 2
 
 def make_core(fim_mode: str, model: str | None = None, max_new_tokens: int | None = None,
               time_budget_ms: int = 60_000, threads: int = 0, alternatives: int | None = None,
-              speculative: bool | None = None) -> CompletionCore:
+              speculative: bool | None = None, decode: str | None = None) -> CompletionCore:
     """A loaded ``CompletionCore`` with the server's settings, except those given here."""
     raw: dict[str, Any] = {"fimMode": fim_mode, "model": model, "timeBudgetMs": time_budget_ms, "threads": threads}
     if speculative is not None:
         raw["speculative"] = speculative
+    if decode is not None:
+        raw["decode"] = decode
     if max_new_tokens is not None:
         raw["maxNewTokens"] = max_new_tokens
     if alternatives is not None:
@@ -331,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=3.0, help="wall-clock seconds per execution")
     ap.add_argument("--speculative", nargs="+", choices=["on", "off"],
                     help="run each FIM mode with speculative decoding on and/or off (default: the server's setting)")
+    ap.add_argument("--decode", nargs="+", choices=["auto", "eager", "static", "compiled"],
+                    help="run each FIM mode with each of these decode steps (default: the server's setting)")
     ap.add_argument("--json", type=Path, help="write everything, per-problem rows included, here")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -343,16 +347,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"baseline and canonical executions: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
     results: list[dict[str, Any]] = []
-    variants = [(mode, spec) for mode in args.fim_mode for spec in (args.speculative or [None])]
-    for mode, spec in variants:
+    variants = [(mode, spec, decode) for mode in args.fim_mode for spec in (args.speculative or [None])
+                for decode in (args.decode or [None])]
+    for mode, spec, decode in variants:
         core = make_core(mode, args.model, args.max_new_tokens, args.time_budget_ms, args.threads, args.alternatives,
-                         None if spec is None else spec == "on")
+                         None if spec is None else spec == "on", decode)
         for subset, ps in problems.items():
             print(f"{mode} {subset}: {len(ps)} problems", file=sys.stderr, flush=True)
             t0 = time.perf_counter()
             rows = evaluate(core, ps, base[subset], canon[subset], args.layout, args.timeout)
-            results.append({"mode": mode if spec is None else f"{mode}/spec-{spec}", "subset": subset,
-                            "speculative": core.settings.speculative,
+            name = mode + ("" if spec is None else f"/spec-{spec}") + ("" if decode is None else f"/{decode}")
+            results.append({"mode": name, "subset": subset, "speculative": core.settings.speculative,
+                            "decode_step": core.engine.decode_step if core.engine is not None else None,
                             "wall_s": round(time.perf_counter() - t0, 1),
                             "summary": summarize(rows), "rows": [asdict(r) for r in rows]})
         assert core.loaded is not None

@@ -49,10 +49,12 @@ class Ours:
     """One of our engines (plain or speculative) on one dtype."""
 
     def __init__(self, model: Any, tok: CodeLlamaTokenizer, speculative: bool,
-                 draft_tokens: int | None = None) -> None:
+                 draft_tokens: int | None = None, decode: str = "eager") -> None:
         self.engine = Engine(model, 4096, vocab_limit=tok.vocab_size, speculative=speculative,
-                             draft_tokens=draft_tokens)
+                             draft_tokens=draft_tokens, decode=decode)
         self.engine.warm_up(tok.bos_id)
+        if self.engine.compiled is not None and not self.engine.compiled.ready:
+            raise SystemExit(f"the compiled step failed: {self.engine.compiled.failed}")
         self.tok = tok
 
     def run(self, ids: list[int], newline: bool) -> dict[str, Any]:
@@ -125,6 +127,14 @@ def main() -> None:
                              "itself has the engine's default drafts)")
     parser.add_argument("--no-pause-variant", action="store_true",
                         help="also a speculative variant whose drafting never pauses after misses")
+    parser.add_argument("--gap-ms", type=float, default=0.0,
+                        help="idle pause before every request (typing leaves tens of ms between keystrokes): lets "
+                             "the other engine's threads go quiet, so neither runs beside the other's busy-waiting")
+    parser.add_argument("--previous-only-variant", action="store_true",
+                        help="also speculative variants that draft only from the previous suggestion")
+    parser.add_argument("--decode", default="eager",
+                        help="comma-separated decode modes of our variants (eager, compiled): plain and speculative "
+                             "each; the first mode's variants have no suffix, the others `_<mode>`")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     from tests.engines.llama_server import EMBEDDED_WEIGHTS, LLAMA_SERVER, convert_cached, launch, stop
@@ -137,10 +147,18 @@ def main() -> None:
         for dtype in args.dtypes.split(","):
             loaded = load(LoadSpec(dtype={"f16": "float16", "f32": "float32"}[dtype]))
             tok = loaded.tokenizer
-            variants[f"ours_{dtype}"] = Ours(loaded.model, tok, speculative=False)
-            variants[f"ours_{dtype}_speculative"] = Ours(loaded.model, tok, speculative=True)
+            for i, decode in enumerate(args.decode.split(",")):
+                suffix = f"_{decode}" if i else ""
+                variants[f"ours_{dtype}{suffix}"] = Ours(loaded.model, tok, speculative=False, decode=decode)
+                variants[f"ours_{dtype}{suffix}_speculative"] = Ours(loaded.model, tok, speculative=True,
+                                                                     decode=decode)
             for k in (int(k) for k in args.draft_tokens.split(",") if k):
                 variants[f"ours_{dtype}_speculative_k{k}"] = Ours(loaded.model, tok, speculative=True, draft_tokens=k)
+            if args.previous_only_variant:  # drafts only from the previous suggestion (none from the prompt)
+                for i, decode in enumerate(args.decode.split(",")):
+                    variant = Ours(loaded.model, tok, speculative=True, decode=decode)
+                    variant.engine.drafter = Drafter(prompt_cap=0)
+                    variants[f"ours_{dtype}{f'_{decode}' if i else ''}_speculative_previous"] = variant
             if args.no_pause_variant:  # drafting never pauses after misses (speculative.COOL_DOWN = 0)
                 variant = Ours(loaded.model, tok, speculative=True)
                 variant.engine.drafter = Drafter(cool_down=0)
@@ -158,11 +176,14 @@ def main() -> None:
             for shape in rows:
                 order = names[k % len(names):] + names[:k % len(names)]
                 for name in order:
+                    if args.gap_ms:
+                        time.sleep(args.gap_ms / 1e3)
                     rows[shape][name].append(variants[name].run(ids, shape == "newline"))
     finally:
         for server in servers:
             stop(server)
     report: dict[str, Any] = {"benchmark": "llamacpp_side_by_side", "keystrokes": len(typed), "threads": args.threads,
+                              "gap_ms": args.gap_ms,
                               "machine": {"platform": platform.platform(), "torch": torch.__version__,
                                           "cpu_count": torch.get_num_threads()},
                               "prompt_tokens": len(tok.spm_ids(TEXT + typed, "")), "shapes": {}}
@@ -184,10 +205,14 @@ def main() -> None:
                 if mine["decode_ms_per_token_median"] and base["decode_ms_per_token_median"]:
                     mine["ms_per_token_vs_llama.cpp"] = round(
                         mine["decode_ms_per_token_median"] / base["decode_ms_per_token_median"], 3)
-            plain = by_name[f"ours_{dtype}"]
-            for name in ours[1:]:
-                out[name]["same_ids_as_plain"] = sum(
-                    a["ids"] == b["ids"] for a, b in zip(plain, by_name[name], strict=True))
+            for name in ours:
+                # speculative variants against plain decoding of the same decode mode; other modes against eager
+                plain = name.split("_speculative")[0]
+                key, ref_name = (("same_ids_as_plain", plain) if plain != name
+                                 else ("same_ids_as_eager", f"ours_{dtype}"))
+                if ref_name != name:
+                    out[name][key] = sum(
+                        a["ids"] == b["ids"] for a, b in zip(by_name[ref_name], by_name[name], strict=True))
         report["shapes"][shape] = out
     text = json.dumps(report, indent=2)
     print(text)

@@ -150,6 +150,8 @@ def stats(ls: CodeLlamaServer, params: Any) -> dict[str, Any]:
         data["model"] = {"name": getattr(backend, "engine_model", ""), "backend": getattr(backend, "kind", ""),
                          "endpoint": ls.core.settings.endpoint}
     data["backend"] = ls.core.settings.backend
+    engine = ls.core.engine  # the local engine's decode step (compiled / static / eager)
+    data["decode_step"] = None if engine is None else engine.decode_step
     data["model_state"] = "ready" if backend is not None else ("error" if ls.core.load_error else "loading")
     data["model_error"] = ls.core.load_error
     data["recent_stops"] = [{"uri": uri, "stop": stop} for uri, stop in list(ls.core.recent_stops)]

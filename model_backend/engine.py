@@ -17,12 +17,14 @@ rejected draft token's position holds junk keys/values, so ``cached_ids`` never 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from model_backend.compiled_step import CompiledStep
 from model_backend.generation import EngineError, GenerationRequest, GenerationResult, StopReason
 from model_backend.llama import LlamaRunner
 from model_backend.speculative import DRAFT_TOKENS, PREVIOUS_DRAFT_TOKENS, Drafter
@@ -41,23 +43,30 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
 # rows of a verify pass and the draft they check: row i holds the logits after the draft's first i tokens
 Verified = tuple[torch.Tensor, list[int]]
 PREFILL_DRAFT_TAIL = 4  # a prompt tail up to this long (a keystroke's new tokens) carries a draft in its pass
+# a prompt tail up to this long (a keystroke's new tokens) runs as compiled one-token steps, not the eager forward
+COMPILED_TAIL_STEPS = 3
+log = logging.getLogger(__name__)
 
 
 class Engine:
     """Greedy decoding with prefix reuse.  Not thread-safe: one model worker owns it."""
 
-    def __init__(self, model: Any, max_context: int, reuse_cache: bool = True, decode: str = "auto",
+    def __init__(self, model: Any, max_context: int, reuse_cache: bool = True, decode: str = "eager",
                  vocab_limit: int | None = None, speculative: bool = False,
                  draft_tokens: int | None = None) -> None:
-        self.runner = LlamaRunner(model, max_context)
+        # "static": fixed-shape decode step (static_decode.py), replayed from CUDA graphs on CUDA; auto = on CUDA.
+        # "compiled": the CPU's one-token step compiled into fused loops (compiled_step.py) over a half-precision KV
+        # cache (as llama.cpp keeps it), compiled by ``warm_up``.
+        first = next(iter(model.parameters()), None)
+        self.decode = resolve_mode(decode, first.device if first is not None else torch.device("cpu"))
+        self.runner = LlamaRunner(model, max_context,
+                                  kv_dtype=torch.float16 if self.decode == "compiled" else None)
         # Checkpoints often pad the embedding matrix past the tokenizer (to a multiple of 64, or Code Llama 7B's
         # 32016 with a smaller tokenizer): ids at or past the tokenizer's size have no text, so never pick them.
         vocab = int(model.config.vocab_size)
         self.vocab_limit: int | None = vocab_limit if vocab_limit is not None and vocab_limit < vocab else None
         self.reuse_cache = reuse_cache
         self.cached_ids: list[int] = []  # ids whose keys/values are valid in the cache, in order
-        # "static": fixed-shape decode step (static_decode.py), replayed from CUDA graphs on CUDA; auto = on CUDA
-        self.decode = resolve_mode(decode, self.runner.device)
         # the longest draft one pass verifies: the fixed verify step's k on the static path, longer when eager (a
         # draft that continues the previous suggestion; drafts from the prompt stay at DRAFT_TOKENS)
         if draft_tokens is None:
@@ -66,11 +75,27 @@ class Engine:
         self.speculative = speculative  # may be switched per request; the verify step's shape is set here
         self.static = (StaticDecoder(self.runner, verify_rows=draft_tokens + 1 if draft_tokens else 0)
                        if self.decode == "static" else None)
+        self.compiled: CompiledStep | None = None
+        if self.decode == "compiled":
+            try:
+                self.compiled = CompiledStep(self.runner)
+            except ValueError as exc:  # e.g. 4-bit weights: the eager step
+                log.warning("decode: compiled is not available for this model (%s), decoding eagerly", exc)
         self.forward: Callable[[list[int], int], torch.Tensor] = (
-            self.static.forward if self.static is not None else self.runner.forward)
+            self.static.forward if self.static is not None else self._forward)
         self.forward_all: Callable[[list[int], int], torch.Tensor] = (
-            self.static.forward_all if self.static is not None else self.runner.forward_all)
-        self.drafter = Drafter()
+            self.static.forward_all if self.static is not None else self._forward_all)
+        # With the compiled one-token step a verify pass (eager, several rows) costs about three steps, which only a
+        # draft that continues the previous suggestion repays; drafts from the prompt then lose (benchmarks/README.md)
+        self.drafter = Drafter(prompt_cap=0) if self.compiled is not None else Drafter()
+
+    @property
+    def decode_step(self) -> str:
+        """What decodes now: ``compiled``, ``static``, or ``eager`` (asked for, not compiled yet, or compiling
+        failed)."""
+        if self.compiled is not None:
+            return "compiled" if self.compiled.ready else "eager"
+        return self.decode
 
     @property
     def max_context(self) -> int:
@@ -184,6 +209,22 @@ class Engine:
             counts["drafted"] += len(drafts)
             pending = (block, drafts)
 
+    def _forward(self, ids: list[int], start: int) -> torch.Tensor:
+        """The last position's logits: a tail of up to ``COMPILED_TAIL_STEPS`` ids as compiled one-token steps once
+        they are compiled, anything else through the eager forward."""
+        compiled = self.compiled
+        if compiled is None or not compiled.ready or len(ids) > COMPILED_TAIL_STEPS:
+            return self.runner.forward(ids, start)
+        for i, token in enumerate(ids):
+            logits = compiled.step(token, start + i)
+        return logits
+
+    def _forward_all(self, ids: list[int], start: int) -> torch.Tensor:
+        """Every row's logits (a verify pass): one row compiled once it is, several rows eagerly."""
+        if len(ids) == 1 and self.compiled is not None and self.compiled.ready:
+            return self.compiled.step(ids[0], start).unsqueeze(0)
+        return self.runner.forward_all(ids, start)
+
     def _prefill_draft_room(self, tail: int) -> int:
         """How long a draft may ride along with a prompt tail of ``tail`` new tokens: none after a long tail (a real
         prefill), and on the static path only as far as the fixed verify step holds (tail + draft rows), so that
@@ -239,4 +280,6 @@ class Engine:
         self.generate(GenerationRequest(prompt_ids=[bos_id] * n, max_new_tokens=2, stop_ids=set()))
         if self.static is not None:
             self.static.capture_all(bos_id)
+        if self.compiled is not None and not self.compiled.ready and not self.compiled.failed:
+            self.compiled.compile()  # the eager step stays if it fails
         self.reset()

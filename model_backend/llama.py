@@ -28,21 +28,26 @@ CacheWrite = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, tor
 
 
 class KVCache:
-    """Fixed key/value buffers, one pair per layer: ``[1, kv_heads, max_len, head_dim]``."""
+    """Fixed key/value buffers, one pair per layer: ``[1, kv_heads, max_len, head_dim]``.
+
+    Stored in ``dtype``; ``update`` hands attention keys/values in ``read_dtype`` (a half-precision cache, as the
+    compiled CPU step keeps, is widened here for the eager forward's attention)."""
 
     def __init__(self, layers: int, kv_heads: int, head_dim: int, max_len: int, dtype: torch.dtype,
-                 device: torch.device) -> None:
+                 device: torch.device, read_dtype: torch.dtype | None = None) -> None:
         shape = (1, kv_heads, max_len, head_dim)
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.max_len = max_len
+        self.read_dtype = read_dtype or dtype
 
     def update(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write ``k, v [1, kv, S, hd]`` at positions start.. and return all valid keys/values so far."""
         end = start + k.shape[2]
         self.k[layer][:, :, start:end] = k
         self.v[layer][:, :, start:end] = v
-        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+        keys, values = self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+        return keys.to(self.read_dtype), values.to(self.read_dtype)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -124,7 +129,8 @@ class LlamaRunner:
     gate/up matmul, SiLU-gate, down matmul: about 20 tensor ops instead of the generic forward's ~60.
     """
 
-    def __init__(self, model: Any, max_len: int) -> None:  # a transformers LlamaForCausalLM
+    def __init__(self, model: Any, max_len: int, kv_dtype: torch.dtype | None = None) -> None:
+        # model: a transformers LlamaForCausalLM; kv_dtype: the KV cache's storage (default: the activations')
         config = model.config
         if getattr(config, "model_type", None) != "llama":
             raise EngineError(
@@ -149,7 +155,8 @@ class LlamaRunner:
         self.lm_head = Proj([model.lm_head])
         self.final_norm = norm_of(inner.norm, self.act_dtype)
         self.cos, self.sin = self._rope_tables(inner.rotary_emb)
-        self.cache = KVCache(len(self.layers), self.n_kv, self.head_dim, self.max_len, self.act_dtype, self.device)
+        self.cache = KVCache(len(self.layers), self.n_kv, self.head_dim, self.max_len, kv_dtype or self.act_dtype,
+                             self.device, read_dtype=self.act_dtype)
 
     def _rope_tables(self, rotary: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """cos/sin for every position, computed once by the model's own rotary module (scaling included)."""

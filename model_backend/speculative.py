@@ -104,8 +104,8 @@ class Drafter:
         for n in range(min(self.max_ngram, self.size), self.min_ngram - 1, -1):
             pattern = self.ids[self.size - n:self.size]
             found = lookup(self.previous, len(self.previous), pattern, k)
-            if not found:
-                cap = self.prompt_cap if n > 1 else min(self.prompt_cap, ONE_TOKEN_MATCH_DRAFT)
+            cap = self.prompt_cap if n > 1 else min(self.prompt_cap, ONE_TOKEN_MATCH_DRAFT)
+            if not found and cap > 0:  # prompt_cap 0: drafts only from the previous suggestion
                 found = lookup(self.ids, self.size, pattern, min(k, cap))
             if found:
                 return found

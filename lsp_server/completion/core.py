@@ -108,8 +108,10 @@ class CompletionCore:
                         vocab_limit=loaded.tokenizer.vocab_size, speculative=s.speculative)
         if progress:
             graphs = engine.static is not None and engine.static.use_graphs
-            progress("warming up (capturing CUDA graphs)" if graphs else "warming up", 90)
-        engine.warm_up(loaded.tokenizer.bos_id)  # a prefill and a decode; on CUDA every decode graph captured
+            progress("warming up (capturing CUDA graphs)" if graphs else
+                     "warming up (compiling the decode step)" if engine.compiled is not None else "warming up", 90)
+        # a prefill and a decode; on CUDA every decode graph captured, on the CPU the decode step compiled
+        engine.warm_up(loaded.tokenizer.bos_id)
         self.loaded, self.engine, self.tokenizer, self.backend = loaded, engine, loaded.tokenizer, engine
         self.described = f"{loaded.name} on {loaded.device.type} ({loaded.load_ms:.0f} ms)"
         return self.described

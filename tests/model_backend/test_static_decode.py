@@ -65,15 +65,16 @@ def run(engine: Engine, prompt: list[int], n: int = 16) -> GenerationResult:
 
 def test_modes() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert resolve_mode("auto", cpu) == "eager" and resolve_mode("auto", cuda) == "static"
+    assert resolve_mode("auto", cpu) == "compiled" and resolve_mode("auto", cuda) == "static"
     assert resolve_mode("static", cpu) == "static" and resolve_mode("eager", cuda) == "eager"
+    assert resolve_mode("compiled", cpu) == "compiled" and resolve_mode("compiled", cuda) == "eager"
     with pytest.raises(ValueError, match="decode must be one of"):
         resolve_mode("graphs", cpu)
     assert attention_buckets(4096) == [256, 512, 1024, 2048, 4096]
     assert attention_buckets(300) == [256, 300] and attention_buckets(200) == [200]
 
 
-def test_default_on_cpu_is_the_eager_path(embedded: Any) -> None:
+def test_the_bare_engine_decodes_eagerly_and_static_runs_eagerly_on_cpu(embedded: Any) -> None:
     engine = Engine(embedded, 512)
     assert engine.decode == "eager" and engine.static is None
     static = Engine(embedded, 512, decode="static")
@@ -193,7 +194,7 @@ def test_the_decode_setting_reaches_the_engine_and_load_reports_the_warm_up() ->
     settings, problems = parse_settings({"decode": "static"})
     assert problems == [] and settings.decode == "static" and needs_reload(Settings(), settings)
     _, problems = parse_settings({"decode": "graphs"})
-    assert len(problems) == 1 and "auto, eager, static" in problems[0]
+    assert len(problems) == 1 and "auto, eager, static, compiled" in problems[0]
     core = CompletionCore(settings)
     steps: list[tuple[str, int]] = []
     core.load(lambda message, percent: steps.append((message, percent)))

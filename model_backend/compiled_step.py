@@ -1,0 +1,153 @@
+"""The CPU decode step as a few fused loops: the model's short blocks compiled by TorchInductor.
+
+Why: on a CPU the eager step of a small model is mostly dispatch, not arithmetic.  One token through the embedded
+model is ~1,400 aten calls (casts, views, the norms' internals), and the products and attention run as separate
+library calls that each stream their operands from memory; llama.cpp does the same step in about half the time
+(``benchmarks/README.md``, "Speed").  Written as plain reductions (a product is ``(x * W).sum(-1)``, attention is
+``(q * K).sum(-1)``, softmax, ``(p * V).sum``), the whole block is one graph that Inductor turns into a handful of
+vectorised C++ loops: each weight matrix and each layer's keys/values are read once, in the dtype they are stored in
+(half-precision weights and a half-precision KV cache are widened in registers), and norms, rotary, SiLU and the
+residuals fuse into the loops around them.
+
+What it computes is the eager forward's arithmetic (``llama.LlamaRunner.block``): activations in float32, each
+product's input rounded to the weights' dtype first, float32 accumulation; only the summation order differs.  The
+KV cache is half precision here (as llama.cpp's default), so the eager forward, which still runs long prefills,
+widens what it reads (``KVCache.update``).
+
+``decode_block`` takes any number of rows, but only the one-row step (a decoded token) runs compiled: compiled for
+several rows (a speculative verify pass) it measured slower than the eager forward (5 rows: 9.2 vs 5.0 ms on the
+2-core VM; Inductor's loops do not share a weight's reads between rows), so those stay eager.  The number of cached
+positions is symbolic, so the graph does not recompile as the cache grows.
+
+Compiling happens while the model loads (``Engine.warm_up``), not beside the first requests: tracing holds Python's
+GIL for seconds, and every eager op run meanwhile waits for it (measured: keystrokes of 3-9 s during a background
+compile).  It takes ~45 s on two cores the first time and ~6 s after that (Inductor keeps its result in its on-disk
+cache).  Any failure (no C++ compiler, an op Inductor cannot lower) logs one warning and leaves the eager step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from model_backend.llama import LlamaRunner
+
+log = logging.getLogger(__name__)
+
+def _product(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``x [R, in]`` (float32) times ``w [out, in]``ᵀ → ``[R, out]`` float32: the input rounded to the weights' dtype
+    (what the eager ``Proj`` does), accumulated in float32, written as a reduction so it fuses."""
+    return (x.to(w.dtype).to(torch.float32).unsqueeze(1) * w.to(torch.float32).unsqueeze(0)).sum(-1)
+
+
+def _norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
+
+
+def decode_block(tokens: torch.Tensor, start: int, embed: torch.Tensor, weights: list[torch.Tensor],
+                 eps: list[float], keys: list[torch.Tensor], values: list[torch.Tensor], cos: torch.Tensor,
+                 sin: torch.Tensor, final_norm: torch.Tensor, lm_head: torch.Tensor,
+                 shape: tuple[int, int, int, int]) -> torch.Tensor:
+    """Run ``tokens [R]`` at positions start..start+R-1 through every layer, writing their keys/values into ``keys``/
+    ``values`` (``[1, KV, max_len, hd]`` per layer); return their logits ``[R, V]`` (float32).
+
+    ``weights``: per layer attention norm, fused q/k/v, output, MLP norm, fused gate/up, down (six tensors);
+    ``eps``: the norms' epsilons, per layer the pair, then the final norm's; ``shape``: heads, KV heads, head
+    dimension, MLP width.
+    """
+    heads, kv, hd, ffn = shape
+    rows = tokens.shape[0]
+    end = start + rows
+    group = heads // kv
+    x = embed[tokens].to(torch.float32)  # [R, D]
+    c, s = cos[start:end].unsqueeze(1), sin[start:end].unsqueeze(1)  # [R, 1, hd]
+    # row r (position start + r) sees keys 0..start + r
+    row_positions = start + torch.arange(rows, device=tokens.device)
+    visible = torch.arange(end, device=tokens.device).unsqueeze(0) <= row_positions.unsqueeze(1)
+    half = hd // 2
+    for i in range(len(keys)):
+        attn_norm, qkv_w, o_w, mlp_norm, gate_up_w, down_w = weights[6 * i:6 * i + 6]
+        qkv = _product(_norm(x, attn_norm, eps[2 * i]), qkv_w).view(rows, heads + 2 * kv, hd)
+        qk, v = qkv[:, :heads + kv], qkv[:, heads + kv:]  # [R, H+KV, hd], [R, KV, hd]
+        qk = qk * c + torch.cat((-qk[..., half:], qk[..., :half]), dim=-1) * s
+        q, k = qk[:, :heads], qk[:, heads:]
+        keys[i][0, :, start:end] = k.transpose(0, 1).to(keys[i].dtype)
+        values[i][0, :, start:end] = v.transpose(0, 1).to(values[i].dtype)
+        cached_k = keys[i][0, :, :end].to(torch.float32)  # [KV, T, hd]
+        cached_v = values[i][0, :, :end].to(torch.float32)
+        qg = q.reshape(rows, kv, group, hd).permute(1, 2, 0, 3)  # [KV, G, R, hd]
+        scores = (qg.unsqueeze(3) * cached_k.unsqueeze(1).unsqueeze(1)).sum(-1) * (hd ** -0.5)  # [KV, G, R, T]
+        probs = torch.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1)
+        out = (probs.unsqueeze(-1) * cached_v.unsqueeze(1).unsqueeze(1)).sum(-2)  # [KV, G, R, hd]
+        x = x + _product(out.permute(2, 0, 1, 3).reshape(rows, heads * hd), o_w)
+        gate_up = _product(_norm(x, mlp_norm, eps[2 * i + 1]), gate_up_w)
+        x = x + _product(F.silu(gate_up[:, :ffn]) * gate_up[:, ffn:], down_w)
+    return _product(_norm(x, final_norm, eps[-1]), lm_head)
+
+
+class CompiledStep:
+    """``decode_block`` compiled over one ``LlamaRunner``'s weights and (half-precision) KV cache.
+
+    Not thread-safe: one model worker compiles it (at load) and calls it, once ``ready``.
+    """
+
+    def __init__(self, runner: LlamaRunner) -> None:
+        if runner.device.type != "cpu":
+            raise ValueError("the compiled step is for the CPU (CUDA uses graphs: static_decode.py)")
+        missing = [name for layer in runner.layers
+                   for name, proj in (("qkv", layer.qkv), ("o", layer.o_proj), ("gate_up", layer.gate_up),
+                                      ("down", layer.down_proj)) if proj.weight is None]
+        if missing or runner.lm_head.weight is None:
+            raise ValueError("the compiled step needs plain (not quantised) projection weights")
+        self.runner = runner
+        self.weights: list[torch.Tensor] = []
+        self.eps: list[float] = []
+        for layer in runner.layers:
+            assert layer.qkv.weight is not None and layer.o_proj.weight is not None
+            assert layer.gate_up.weight is not None and layer.down_proj.weight is not None
+            self.weights += [layer.attn_norm[0], layer.qkv.weight, layer.o_proj.weight, layer.mlp_norm[0],
+                             layer.gate_up.weight, layer.down_proj.weight]
+            self.eps += [layer.attn_norm[1], layer.mlp_norm[1]]
+        self.eps.append(runner.final_norm[1])
+        self.embed: torch.Tensor = runner.model.model.embed_tokens.weight.detach()
+        self.lm_head: torch.Tensor = runner.lm_head.weight
+        self.shape = (runner.n_heads, runner.n_kv, runner.head_dim, runner.layers[0].ffn)
+        self.fn: Any = torch.compile(decode_block, dynamic=True)
+        self.ready = False
+        self.failed: str | None = None  # why the eager step stays, if compiling failed
+        self.compile_s: float | None = None
+
+    def compile(self) -> bool:
+        """Compile the one-token step against scratch buffers (at load); True if it is ``ready``."""
+        t0 = time.perf_counter()
+        try:
+            cache = self.runner.cache  # scratch buffers of the same shapes: the graph then fits the real cache as is
+            scratch_k, scratch_v = [torch.zeros_like(k) for k in cache.k], [torch.zeros_like(v) for v in cache.v]
+            with torch.inference_mode():
+                for start in (3, 5):  # the second position must not recompile (the position is symbolic)
+                    self._call(torch.ones(1, dtype=torch.long), start, scratch_k, scratch_v)
+        except Exception as exc:  # no compiler, an op Inductor cannot lower...: the eager step stays
+            self.failed = f"{type(exc).__name__}: {exc}"
+            log.warning("compiling the CPU decode step failed, decoding eagerly: %s", self.failed)
+            return False
+        self.compile_s = time.perf_counter() - t0
+        log.info("compiled the CPU decode step in %.1f s", self.compile_s)
+        self.ready = True
+        return True
+
+    def _call(self, tokens: torch.Tensor, start: int, keys: list[torch.Tensor],
+              values: list[torch.Tensor]) -> torch.Tensor:
+        r = self.runner
+        out: torch.Tensor = self.fn(tokens, start, self.embed, self.weights, self.eps, keys, values, r.cos, r.sin,
+                                    r.final_norm[0], self.lm_head, self.shape)
+        return out
+
+    @torch.inference_mode()
+    def step(self, token: int, pos: int) -> torch.Tensor:
+        """``token``'s logits ``[V]`` at ``pos``, its keys/values written into the cache; needs ``ready``."""
+        cache = self.runner.cache
+        return self._call(torch.tensor([token], dtype=torch.long), pos, cache.k, cache.v)[0]

@@ -1,0 +1,147 @@
+"""The compiled CPU decode step: the eager step's greedy output, from fused loops over a half-precision KV cache.
+
+The reference is the same engine before compiling (``decode: compiled`` not warmed up decodes eagerly over the same
+half-precision cache), so what is compared is the compiled arithmetic alone; the embedded model in its shipped fp16
+weights, on real code from this repository, one request per keystroke with cache reuse, as the server sends them.
+Compiling runs once per module (Inductor's on-disk cache makes later compiles in the same run quick).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from lsp_server.completion.prompts import build_prompt
+from model_backend.compiled_step import CompiledStep
+from model_backend.engine import Engine
+from model_backend.generation import GenerationRequest
+from model_backend.loading import LoadSpec, load
+from model_backend.memory import allocated_kv_bytes
+from model_backend.tokenization import CodeLlamaTokenizer
+
+ROOT = Path(__file__).resolve().parents[2]
+TEXT = (ROOT / "benchmarks" / "data" / "inventory.py").read_text()
+
+
+@pytest.fixture(scope="module")
+def loaded() -> Any:
+    return load(LoadSpec(dtype="float16"))
+
+
+@pytest.fixture(scope="module")
+def tok(loaded: Any) -> CodeLlamaTokenizer:
+    return loaded.tokenizer
+
+
+def engine(loaded: Any, warm: bool, **kw: Any) -> Engine:
+    e = Engine(loaded.model, 4096, vocab_limit=loaded.tokenizer.vocab_size, decode="compiled", **kw)
+    if warm:
+        e.warm_up(loaded.tokenizer.bos_id)
+    return e
+
+
+@pytest.fixture(scope="module")
+def compiled(loaded: Any) -> Engine:
+    e = engine(loaded, warm=True)
+    assert e.decode_step == "compiled", e.compiled.failed if e.compiled else "no compiled step"
+    return e
+
+
+def keystrokes(tok: CodeLlamaTokenizer, n: int = 8, newline: bool = True) -> list[GenerationRequest]:
+    """One request per keystroke while typing the next line of a function, with the server's single-line rule."""
+    cut = TEXT.index("def ", len(TEXT) // 2)
+
+    def stop(ids: list[int]) -> bool:
+        return newline and "\n" in tok.decode_middle(ids).lstrip("\n")
+
+    return [GenerationRequest(prompt_ids=build_prompt(tok, TEXT[:cut + k], TEXT[cut + k:], "spm").ids,
+                              max_new_tokens=16, stop_ids=tok.stop_ids(), should_stop=stop)
+            for k in range(0, 3 * n, 3)]
+
+
+def test_compiled_steps_give_the_eager_steps_tokens_and_logits(loaded: Any, tok: CodeLlamaTokenizer,
+                                                              compiled: Engine) -> None:
+    eager = engine(loaded, warm=False)  # same half-precision cache, eager arithmetic
+    assert eager.decode_step == "eager" and compiled.decode_step == "compiled"
+    compiled.reset()
+    steps = 0
+    for i, req in enumerate(keystrokes(tok) + keystrokes(tok, 4, newline=False)):
+        a, b = eager.generate(req), compiled.generate(req)
+        assert b.ids == a.ids and b.stop == a.stop
+        assert b.token_logprobs == pytest.approx(a.token_logprobs, abs=2e-2)
+        assert b.reused_tokens == a.reused_tokens and (i == 0 or b.reused_tokens > 0)  # reused keystroke to keystroke
+        steps += len(b.ids)
+    assert steps > 40
+    # the keys/values the compiled step wrote are what the eager forward writes for the same ids
+    cached = list(compiled.cached_ids)
+    assert cached == eager.cached_ids
+    for layer in range(len(compiled.runner.layers)):
+        got = compiled.runner.cache.k[layer][:, :, :len(cached)].float()
+        want = eager.runner.cache.k[layer][:, :, :len(cached)].float()
+        assert torch.allclose(got, want, atol=2e-2), f"layer {layer}"
+
+
+def test_one_step_matches_the_eager_forward_far_into_the_window(loaded: Any, compiled: Engine) -> None:
+    eager = engine(loaded, warm=False)
+    ids = torch.randint(3, 4000, (2100,), generator=torch.Generator().manual_seed(3)).tolist()
+    eager.runner.forward(ids[:2000], 0)
+    compiled.reset()
+    compiled.runner.forward(ids[:2000], 0)
+    assert compiled.compiled is not None
+    for pos in range(2000, 2100, 7):  # the step's key count is symbolic: no recompile, any position
+        expected = eager.runner.forward([ids[pos]], pos)
+        got = compiled.compiled.step(ids[pos], pos)
+        assert int(got.argmax()) == int(expected.argmax()), f"position {pos}"
+        assert torch.allclose(got, expected, atol=2e-2), f"position {pos}"
+        if pos + 1 < 2100:  # fill the gap both ways so the next checked position sees the same cache
+            eager.runner.forward(ids[pos + 1:pos + 7], pos + 1)
+            compiled.runner.forward(ids[pos + 1:pos + 7], pos + 1)
+    compiled.reset()
+
+
+def test_speculative_decoding_on_the_compiled_step_keeps_the_output(loaded: Any, tok: CodeLlamaTokenizer,
+                                                                     compiled: Engine) -> None:
+    spec = engine(loaded, warm=True, speculative=True)
+    compiled.reset()
+    accepted = 0
+    for req in keystrokes(tok, 10):
+        a, b = compiled.generate(req), spec.generate(req)
+        assert b.ids == a.ids and b.stop == a.stop
+        accepted += int(b.timings["accepted"])
+    assert accepted > 0  # typing along the suggestion: the previous suggestion's draft is kept
+    # with the compiled step, drafts come only from the previous suggestion (a verify pass costs ~3 steps)
+    assert spec.drafter.prompt_cap == 0 and engine(loaded, warm=False, speculative=True).drafter.prompt_cap == 0
+    assert Engine(loaded.model, 512, speculative=True).drafter.prompt_cap > 0
+
+
+def test_the_cache_is_half_precision_and_takes_half_the_memory(loaded: Any, compiled: Engine) -> None:
+    eager = Engine(loaded.model, 4096)
+    assert compiled.runner.cache.k[0].dtype == torch.float16 and eager.runner.cache.k[0].dtype == torch.float32
+    assert allocated_kv_bytes(compiled) * 2 == allocated_kv_bytes(eager)
+
+
+def test_a_failed_compile_leaves_the_eager_step(loaded: Any, tok: CodeLlamaTokenizer,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    e = engine(loaded, warm=False)
+    assert e.compiled is not None
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("no C++ compiler")
+
+    e.compiled.fn = broken
+    with caplog.at_level(logging.WARNING):
+        e.warm_up(tok.bos_id)
+    assert e.decode_step == "eager" and "no C++ compiler" in caplog.text
+    req = keystrokes(tok, 1)[0]
+    assert e.generate(req).ids == engine(loaded, warm=False).generate(req).ids
+
+
+def test_quantised_projections_keep_the_eager_step(loaded: Any) -> None:
+    e = engine(loaded, warm=False)
+    e.runner.layers[0].qkv.weight = None  # as with bitsandbytes 4-bit layers: no plain weight to read
+    with pytest.raises(ValueError, match="plain"):
+        CompiledStep(e.runner)
