@@ -86,7 +86,9 @@ class Engine:
         self.forward_all: Callable[[list[int], int], torch.Tensor] = (
             self.static.forward_all if self.static is not None else self._forward_all)
         # With the compiled one-token step a verify pass (eager, several rows) costs about three steps, which only a
-        # draft that continues the previous suggestion repays; drafts from the prompt then lose (benchmarks/README.md)
+        # keystroke typed along the previous suggestion repays (its prefill pass verifies the rest of that
+        # suggestion): drafts from the prompt, and drafts while decoding, then lose (benchmarks/README.md, "Speed").
+        self.draft_while_decoding = self.compiled is None
         self.drafter = Drafter(prompt_cap=0) if self.compiled is not None else Drafter()
 
     @property
@@ -199,7 +201,8 @@ class Engine:
             if reason is not None:
                 return out, reason, logprobs
             counts["forwards"] += 1
-            drafts = self._drafts(req, out, len(self.cached_ids) + 1) if speculate else []
+            drafting = speculate and (self.draft_while_decoding or not (self.compiled and self.compiled.ready))
+            drafts = self._drafts(req, out, len(self.cached_ids) + 1) if drafting else []
             if not drafts:
                 logits = self.forward([token], len(self.cached_ids))
                 self.cached_ids.append(token)
