@@ -14,10 +14,11 @@ product's input rounded to the weights' dtype first, float32 accumulation; only 
 KV cache is half precision here (as llama.cpp's default), so the eager forward, which still runs long prefills,
 widens what it reads (``KVCache.update``).
 
-``decode_block`` takes any number of rows, but only the one-row step (a decoded token) runs compiled: compiled for
-several rows (a speculative verify pass) it measured slower than the eager forward (5 rows: 9.2 vs 5.0 ms on the
-2-core VM; Inductor's loops do not share a weight's reads between rows), so those stay eager.  The number of cached
-positions is symbolic, so the graph does not recompile as the cache grows.
+``decode_block`` takes any number of rows, but only the one-row step (a decoded token) runs compiled.  Compiled for
+several rows (a speculative verify pass) it was no help: 9.2 ms for 5 rows with the row count symbolic against 5.0
+eager, 3.9-4.2 ms with 5 rows fixed (about four one-row steps: Inductor's loops do not share a weight's reads between
+rows), so verify passes stay eager.  The position (the number of cached keys) is symbolic and every other size
+fixed, so the graph does not recompile as the cache grows.
 
 Compiling happens while the model loads (``Engine.warm_up``), not beside the first requests: tracing holds Python's
 GIL for seconds, and every eager op run meanwhile waits for it (measured: keystrokes of 3-9 s during a background
@@ -89,6 +90,12 @@ def decode_block(tokens: torch.Tensor, start: int, embed: torch.Tensor, weights:
     return _product(_norm(x, final_norm, eps[-1]), lm_head)
 
 
+# The symbolic graph covers positions from 1 to the buffer's second-to-last (Dynamo specialises 0, and a slice that
+# ends at the buffer's end: a step there would compile another graph, seconds on a keystroke); ``covers`` says which,
+# and the engine runs the others eagerly.
+MIN_START = 1
+
+
 class CompiledStep:
     """``decode_block`` compiled over one ``LlamaRunner``'s weights and (half-precision) KV cache.
 
@@ -116,7 +123,10 @@ class CompiledStep:
         self.embed: torch.Tensor = runner.model.model.embed_tokens.weight.detach()
         self.lm_head: torch.Tensor = runner.lm_head.weight
         self.shape = (runner.n_heads, runner.n_kv, runner.head_dim, runner.layers[0].ffn)
-        self.fn: Any = torch.compile(decode_block, dynamic=True)
+        # Every shape fixed but the position: the first warm-up call compiles for one position, the second (another
+        # position) recompiles with the position symbolic (Dynamo's automatic dynamic shapes).  Compiled with every
+        # size symbolic (``dynamic=True``) the step was 1.4 ms instead of 1.0: Inductor cannot specialise its loops.
+        self.fn: Any = torch.compile(decode_block)
         self.ready = False
         self.failed: str | None = None  # why the eager step stays, if compiling failed
         self.compile_s: float | None = None
@@ -128,7 +138,7 @@ class CompiledStep:
             cache = self.runner.cache  # scratch buffers of the same shapes: the graph then fits the real cache as is
             scratch_k, scratch_v = [torch.zeros_like(k) for k in cache.k], [torch.zeros_like(v) for v in cache.v]
             with torch.inference_mode():
-                for start in (3, 5):  # the second position must not recompile (the position is symbolic)
+                for start in (MIN_START + 1, MIN_START + 3):  # the second call makes the position symbolic
                     self._call(torch.ones(1, dtype=torch.long), start, scratch_k, scratch_v)
         except Exception as exc:  # no compiler, an op Inductor cannot lower...: the eager step stays
             self.failed = f"{type(exc).__name__}: {exc}"
@@ -146,8 +156,12 @@ class CompiledStep:
                                     r.final_norm[0], self.lm_head, self.shape)
         return out
 
+    def covers(self, pos: int) -> bool:
+        """Whether a step at ``pos`` runs the compiled graph as it is (no recompile)."""
+        return self.ready and MIN_START <= pos < self.runner.max_len - 1
+
     @torch.inference_mode()
     def step(self, token: int, pos: int) -> torch.Tensor:
-        """``token``'s logits ``[V]`` at ``pos``, its keys/values written into the cache; needs ``ready``."""
+        """``token``'s logits ``[V]`` at ``pos`` (where ``covers``), its keys/values written into the cache."""
         cache = self.runner.cache
         return self._call(torch.tensor([token], dtype=torch.long), pos, cache.k, cache.v)[0]

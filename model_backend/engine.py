@@ -216,7 +216,8 @@ class Engine:
         """The last position's logits: a tail of up to ``COMPILED_TAIL_STEPS`` ids as compiled one-token steps once
         they are compiled, anything else through the eager forward."""
         compiled = self.compiled
-        if compiled is None or not compiled.ready or len(ids) > COMPILED_TAIL_STEPS:
+        if compiled is None or len(ids) > COMPILED_TAIL_STEPS or not compiled.covers(start + len(ids) - 1) \
+                or not compiled.covers(start):
             return self.runner.forward(ids, start)
         for i, token in enumerate(ids):
             logits = compiled.step(token, start + i)
@@ -224,7 +225,7 @@ class Engine:
 
     def _forward_all(self, ids: list[int], start: int) -> torch.Tensor:
         """Every row's logits (a verify pass): one row compiled once it is, several rows eagerly."""
-        if len(ids) == 1 and self.compiled is not None and self.compiled.ready:
+        if len(ids) == 1 and self.compiled is not None and self.compiled.covers(start):
             return self.compiled.step(ids[0], start).unsqueeze(0)
         return self.runner.forward_all(ids, start)
 

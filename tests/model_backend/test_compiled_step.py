@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from lsp_server.completion.prompts import build_prompt
-from model_backend.compiled_step import CompiledStep
+from model_backend.compiled_step import MIN_START, CompiledStep
 from model_backend.engine import Engine
 from model_backend.generation import GenerationRequest
 from model_backend.loading import LoadSpec, load
@@ -92,14 +93,18 @@ def test_one_step_matches_the_eager_forward_far_into_the_window(loaded: Any, com
     compiled.reset()
     compiled.runner.forward(ids[:2000], 0)
     assert compiled.compiled is not None
-    for pos in range(2000, 2100, 7):  # the step's key count is symbolic: no recompile, any position
-        expected = eager.runner.forward([ids[pos]], pos)
-        got = compiled.compiled.step(ids[pos], pos)
+    graphs = counters["stats"]["unique_graphs"]
+    for pos in [*range(2000, 2100, 7), MIN_START, 4094]:  # the position is symbolic: no recompile where it covers
+        token = ids[pos % len(ids)]
+        expected = eager.runner.forward([token], pos)
+        got = compiled.compiled.step(token, pos)
         assert int(got.argmax()) == int(expected.argmax()), f"position {pos}"
         assert torch.allclose(got, expected, atol=2e-2), f"position {pos}"
-        if pos + 1 < 2100:  # fill the gap both ways so the next checked position sees the same cache
+        if 2000 <= pos < 2099:  # fill the gap both ways so the next checked position sees the same cache
             eager.runner.forward(ids[pos + 1:pos + 7], pos + 1)
             compiled.runner.forward(ids[pos + 1:pos + 7], pos + 1)
+    assert counters["stats"]["unique_graphs"] == graphs  # compiled once, at load
+    assert not compiled.compiled.covers(0) and not compiled.compiled.covers(4095)  # those run eagerly
     compiled.reset()
 
 
