@@ -132,14 +132,14 @@ class CompiledStep:
         self.compile_s: float | None = None
 
     def compile(self) -> bool:
-        """Compile the one-token step against scratch buffers (at load); True if it is ``ready``."""
+        """Compile the one-token step (at load); True if it is ``ready``.  It runs on the real cache (no second
+        buffer of its size) and writes junk at two early positions: the caller forgets its cached ids afterwards."""
         t0 = time.perf_counter()
         try:
-            cache = self.runner.cache  # scratch buffers of the same shapes: the graph then fits the real cache as is
-            scratch_k, scratch_v = [torch.zeros_like(k) for k in cache.k], [torch.zeros_like(v) for v in cache.v]
+            cache = self.runner.cache
             with torch.inference_mode():
                 for start in (MIN_START + 1, MIN_START + 3):  # the second call makes the position symbolic
-                    self._call(torch.ones(1, dtype=torch.long), start, scratch_k, scratch_v)
+                    self._call(torch.ones(1, dtype=torch.long), start, cache.k, cache.v)
         except Exception as exc:  # no compiler, an op Inductor cannot lower...: the eager step stays
             self.failed = f"{type(exc).__name__}: {exc}"
             log.warning("compiling the CPU decode step failed, decoding eagerly: %s", self.failed)

@@ -285,5 +285,5 @@ class Engine:
         if self.static is not None:
             self.static.capture_all(bos_id)
         if self.compiled is not None and not self.compiled.ready and not self.compiled.failed:
-            self.compiled.compile()  # the eager step stays if it fails
+            self.compiled.compile()  # the eager step stays if it fails; junk in the cache, forgotten just below
         self.reset()
