@@ -85,7 +85,7 @@ class Engine:
             self.static.forward if self.static is not None else self._forward)
         self.forward_all: Callable[[list[int], int], torch.Tensor] = (
             self.static.forward_all if self.static is not None else self._forward_all)
-        # With the compiled one-token step a verify pass (eager, several rows) costs about three steps, which only a
+        # With the compiled one-token step a verify pass (eager, several rows) costs about four steps, which only a
         # keystroke typed along the previous suggestion repays (its prefill pass verifies the rest of that
         # suggestion): drafts from the prompt, and drafts while decoding, then lose (benchmarks/README.md, "Speed").
         self.draft_while_decoding = self.compiled is None
