@@ -96,6 +96,13 @@ def decode_block(tokens: torch.Tensor, start: int, embed: torch.Tensor, weights:
 MIN_START = 1
 
 
+def _plain(weight: torch.Tensor | None) -> torch.Tensor:
+    """A projection's plain weight; 4-bit layers have none (``llama.Proj``), and the step cannot read theirs."""
+    if weight is None:
+        raise ValueError("the compiled step needs plain (not quantised) projection weights")
+    return weight
+
+
 class CompiledStep:
     """``decode_block`` compiled over one ``LlamaRunner``'s weights and (half-precision) KV cache.
 
@@ -105,23 +112,16 @@ class CompiledStep:
     def __init__(self, runner: LlamaRunner) -> None:
         if runner.device.type != "cpu":
             raise ValueError("the compiled step is for the CPU (CUDA uses graphs: static_decode.py)")
-        missing = [name for layer in runner.layers
-                   for name, proj in (("qkv", layer.qkv), ("o", layer.o_proj), ("gate_up", layer.gate_up),
-                                      ("down", layer.down_proj)) if proj.weight is None]
-        if missing or runner.lm_head.weight is None:
-            raise ValueError("the compiled step needs plain (not quantised) projection weights")
         self.runner = runner
         self.weights: list[torch.Tensor] = []
         self.eps: list[float] = []
         for layer in runner.layers:
-            assert layer.qkv.weight is not None and layer.o_proj.weight is not None
-            assert layer.gate_up.weight is not None and layer.down_proj.weight is not None
-            self.weights += [layer.attn_norm[0], layer.qkv.weight, layer.o_proj.weight, layer.mlp_norm[0],
-                             layer.gate_up.weight, layer.down_proj.weight]
+            self.weights += [layer.attn_norm[0], _plain(layer.qkv.weight), _plain(layer.o_proj.weight),
+                             layer.mlp_norm[0], _plain(layer.gate_up.weight), _plain(layer.down_proj.weight)]
             self.eps += [layer.attn_norm[1], layer.mlp_norm[1]]
         self.eps.append(runner.final_norm[1])
         self.embed: torch.Tensor = runner.model.model.embed_tokens.weight.detach()
-        self.lm_head: torch.Tensor = runner.lm_head.weight
+        self.lm_head = _plain(runner.lm_head.weight)
         self.shape = (runner.n_heads, runner.n_kv, runner.head_dim, runner.layers[0].ffn)
         # Every shape fixed but the position: the first warm-up call compiles for one position, the second (another
         # position) recompiles with the position symbolic (Dynamo's automatic dynamic shapes).  Compiled with every
@@ -129,7 +129,6 @@ class CompiledStep:
         self.fn: Any = torch.compile(decode_block)
         self.ready = False
         self.failed: str | None = None  # why the eager step stays, if compiling failed
-        self.compile_s: float | None = None
 
     def compile(self) -> bool:
         """Compile the one-token step (at load); True if it is ``ready``.  It runs on the real cache (no second
@@ -144,8 +143,7 @@ class CompiledStep:
             self.failed = f"{type(exc).__name__}: {exc}"
             log.warning("compiling the CPU decode step failed, decoding eagerly: %s", self.failed)
             return False
-        self.compile_s = time.perf_counter() - t0
-        log.info("compiled the CPU decode step in %.1f s", self.compile_s)
+        log.info("compiled the CPU decode step in %.1f s", time.perf_counter() - t0)
         self.ready = True
         return True
 

@@ -88,8 +88,13 @@ class Engine:
         # With the compiled one-token step a verify pass (eager, several rows) costs about four steps, which only a
         # keystroke typed along the previous suggestion repays (its prefill pass verifies the rest of that
         # suggestion): drafts from the prompt, and drafts while decoding, then lose (benchmarks/README.md, "Speed").
-        self.draft_while_decoding = self.compiled is None
         self.drafter = Drafter(prompt_cap=0) if self.compiled is not None else Drafter()
+
+    @property
+    def draft_while_decoding(self) -> bool:
+        """Drafts between decoded tokens pay only where a verify pass is not dear next to a step: not with the
+        compiled step (see the drafter's policy above)."""
+        return self.compiled is None or not self.compiled.ready
 
     @property
     def decode_step(self) -> str:
@@ -201,7 +206,7 @@ class Engine:
             if reason is not None:
                 return out, reason, logprobs
             counts["forwards"] += 1
-            drafting = speculate and (self.draft_while_decoding or not (self.compiled and self.compiled.ready))
+            drafting = speculate and self.draft_while_decoding
             drafts = self._drafts(req, out, len(self.cached_ids) + 1) if drafting else []
             if not drafts:
                 logits = self.forward([token], len(self.cached_ids))
@@ -284,6 +289,8 @@ class Engine:
         self.generate(GenerationRequest(prompt_ids=[bos_id] * n, max_new_tokens=2, stop_ids=set()))
         if self.static is not None:
             self.static.capture_all(bos_id)
-        if self.compiled is not None and not self.compiled.ready and not self.compiled.failed:
-            self.compiled.compile()  # the eager step stays if it fails; junk in the cache, forgotten just below
+        # junk in the cache, forgotten just below; if compiling fails, the eager step and its own drafting policy stay
+        if self.compiled is not None and not self.compiled.ready and not self.compiled.failed \
+                and not self.compiled.compile():
+            self.drafter = Drafter()
         self.reset()

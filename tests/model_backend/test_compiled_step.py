@@ -33,11 +33,6 @@ def loaded() -> Any:
     return load(LoadSpec(dtype="float16"))
 
 
-@pytest.fixture(scope="module")
-def tok(loaded: Any) -> CodeLlamaTokenizer:
-    return loaded.tokenizer
-
-
 def engine(loaded: Any, warm: bool, **kw: Any) -> Engine:
     e = Engine(loaded.model, 4096, vocab_limit=loaded.tokenizer.vocab_size, decode="compiled", **kw)
     if warm:
@@ -147,6 +142,7 @@ def test_a_failed_compile_leaves_the_eager_step(loaded: Any, tok: CodeLlamaToken
     with caplog.at_level(logging.WARNING):
         e.warm_up(tok.bos_id)
     assert e.decode_step == "eager" and "no C++ compiler" in caplog.text
+    assert e.drafter.prompt_cap > 0 and e.draft_while_decoding  # the eager step's drafting policy again
     req = keystrokes(tok, 1)[0]
     assert e.generate(req).ids == engine(loaded, warm=False).generate(req).ids
 
