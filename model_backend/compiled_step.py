@@ -58,21 +58,16 @@ def _stored(t: torch.Tensor) -> torch.Tensor:
     return torch.as_strided(t, t.shape, t.stride())
 
 
-# Where each layer's four projection matrices sit in the one weight buffer: (offset, (rows, columns)) for the fused
-# q/k/v, the output, the fused gate/up and the down projection.
-Layout = tuple[tuple[tuple[int, tuple[int, int]], ...], ...]
-
-
-def decode_block(tokens: torch.Tensor, start: int, embed: torch.Tensor, weights: torch.Tensor, layout: Layout,
-                 norms: torch.Tensor, eps: tuple[float, ...], keys: list[torch.Tensor], values: list[torch.Tensor],
-                 cos: torch.Tensor, sin: torch.Tensor, lm_head: torch.Tensor,
+def decode_block(tokens: torch.Tensor, start: int, embed: torch.Tensor, weights: list[torch.Tensor],
+                 eps: list[float], keys: list[torch.Tensor], values: list[torch.Tensor], cos: torch.Tensor,
+                 sin: torch.Tensor, final_norm: torch.Tensor, lm_head: torch.Tensor,
                  shape: tuple[int, int, int, int]) -> torch.Tensor:
     """Run ``tokens [R]`` at positions start..start+R-1 through every layer, writing their keys/values into ``keys``/
     ``values`` (``[1, KV, max_len, hd]`` per layer); return their logits ``[R, V]`` (float32).
 
-    ``weights``: every layer's projection matrices in one flat buffer, placed by ``layout``; ``norms``: the norms'
-    weights ``[2 * layers + 1, D]`` (per layer attention then MLP, then the final norm) and ``eps`` their epsilons;
-    ``shape``: heads, KV heads, head dimension, MLP width.
+    ``weights``: per layer attention norm, fused q/k/v, output, MLP norm, fused gate/up, down (six tensors);
+    ``eps``: the norms' epsilons, per layer the pair, then the final norm's; ``shape``: heads, KV heads, head
+    dimension, MLP width.
     """
     heads, kv, hd, ffn = shape
     rows = tokens.shape[0]
@@ -85,9 +80,8 @@ def decode_block(tokens: torch.Tensor, start: int, embed: torch.Tensor, weights:
     visible = torch.arange(end, device=tokens.device).unsqueeze(0) <= row_positions.unsqueeze(1)
     half = hd // 2
     for i in range(len(keys)):
-        qkv_w, o_w, gate_up_w, down_w = (weights[at:at + rows * cols].view(rows, cols)
-                                         for at, (rows, cols) in layout[i])
-        qkv = _product(_stored(_norm(x, norms[2 * i], eps[2 * i])), qkv_w).view(rows, heads + 2 * kv, hd)
+        attn_norm, qkv_w, o_w, mlp_norm, gate_up_w, down_w = weights[6 * i:6 * i + 6]
+        qkv = _product(_stored(_norm(x, attn_norm, eps[2 * i])), qkv_w).view(rows, heads + 2 * kv, hd)
         qk, v = qkv[:, :heads + kv], qkv[:, heads + kv:]  # [R, H+KV, hd], [R, KV, hd]
         qk = qk * c + torch.cat((-qk[..., half:], qk[..., :half]), dim=-1) * s
         qk = _stored(qk)  # each query is read once per cached key
@@ -101,9 +95,9 @@ def decode_block(tokens: torch.Tensor, start: int, embed: torch.Tensor, weights:
         probs = torch.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1)
         out = (probs.unsqueeze(-1) * cached_v.unsqueeze(1).unsqueeze(1)).sum(-2)  # [KV, G, R, hd]
         x = x + _product(_stored(out.permute(2, 0, 1, 3).reshape(rows, heads * hd)), o_w)
-        gate_up = _product(_stored(_norm(x, norms[2 * i + 1], eps[2 * i + 1])), gate_up_w)
+        gate_up = _product(_stored(_norm(x, mlp_norm, eps[2 * i + 1])), gate_up_w)
         x = x + _product(_stored(F.silu(gate_up[:, :ffn]) * gate_up[:, ffn:]), down_w)
-    return _product(_stored(_norm(x, norms[-1], eps[-1])), lm_head)
+    return _product(_stored(_norm(x, final_norm, eps[-1])), lm_head)
 
 
 # The symbolic graph covers positions from 1 to the buffer's second-to-last (Dynamo specialises 0, and a slice that
@@ -119,32 +113,6 @@ def _plain(weight: torch.Tensor | None) -> torch.Tensor:
     return weight
 
 
-def _one_buffer(runner: LlamaRunner) -> tuple[torch.Tensor, Layout]:
-    """Every layer's projection matrices moved into one flat buffer, which the eager forward then reads too (no
-    memory duplicated), and where each sits.  Why: each tensor the compiled graph takes costs a guard check and an
-    argument on every call (~60 tensors for the embedded model's 7 layers); measured, one process: 0.98 ms per
-    step with one weight buffer against 1.05 ms with a tensor per matrix."""
-    projections = [[layer.qkv, layer.o_proj, layer.gate_up, layer.down_proj] for layer in runner.layers]
-    matrices = [[_plain(p.weight) for p in layer] for layer in projections]
-    dtypes = {m.dtype for layer in matrices for m in layer}
-    if len(dtypes) != 1:
-        raise ValueError(f"the compiled step needs one weight dtype, not {sorted(map(str, dtypes))}")
-    buffer = torch.empty(sum(m.numel() for layer in matrices for m in layer), dtype=dtypes.pop())
-    layout = []
-    at = 0
-    for layer, weights in zip(projections, matrices, strict=True):
-        places = []
-        for proj, w in zip(layer, weights, strict=True):
-            rows, cols = w.shape
-            view = buffer[at:at + rows * cols].view(rows, cols)
-            view.copy_(w)
-            proj.move_to(view)
-            places.append((at, (rows, cols)))
-            at += rows * cols
-        layout.append(tuple(places))
-    return buffer, tuple(layout)
-
-
 class CompiledStep:
     """``decode_block`` compiled over one ``LlamaRunner``'s weights and (half-precision) KV cache.
 
@@ -155,10 +123,13 @@ class CompiledStep:
         if runner.device.type != "cpu":
             raise ValueError("the compiled step is for the CPU (CUDA uses graphs: static_decode.py)")
         self.runner = runner
-        self.weights, self.layout = _one_buffer(runner)
-        norms = [norm for layer in runner.layers for norm in (layer.attn_norm, layer.mlp_norm)] + [runner.final_norm]
-        self.norms = torch.stack([weight for weight, _ in norms])  # 2 * layers + 1 rows of D floats: a small copy
-        self.eps = tuple(eps for _, eps in norms)
+        self.weights: list[torch.Tensor] = []
+        self.eps: list[float] = []
+        for layer in runner.layers:
+            self.weights += [layer.attn_norm[0], _plain(layer.qkv.weight), _plain(layer.o_proj.weight),
+                             layer.mlp_norm[0], _plain(layer.gate_up.weight), _plain(layer.down_proj.weight)]
+            self.eps += [layer.attn_norm[1], layer.mlp_norm[1]]
+        self.eps.append(runner.final_norm[1])
         self.embed: torch.Tensor = runner.model.model.embed_tokens.weight.detach()
         self.lm_head = _plain(runner.lm_head.weight)
         self.shape = (runner.n_heads, runner.n_kv, runner.head_dim, runner.layers[0].ffn)
@@ -189,8 +160,8 @@ class CompiledStep:
     def _call(self, tokens: torch.Tensor, start: int, keys: list[torch.Tensor],
               values: list[torch.Tensor]) -> torch.Tensor:
         r = self.runner
-        out: torch.Tensor = self.fn(tokens, start, self.embed, self.weights, self.layout, self.norms, self.eps, keys,
-                                    values, r.cos, r.sin, self.lm_head, self.shape)
+        out: torch.Tensor = self.fn(tokens, start, self.embed, self.weights, self.eps, keys, values, r.cos, r.sin,
+                                    r.final_norm[0], self.lm_head, self.shape)
         return out
 
     def covers(self, pos: int) -> bool:

@@ -82,17 +82,12 @@ class Proj:
             self.fused_4bit = fuse_linear4bit(modules)
         if all(type(m) is nn.Linear and m.bias is None for m in modules):
             fused = torch.cat([m.weight.detach() for m in modules]) if len(modules) > 1 else modules[0].weight.detach()
-            self.move_to(fused)
-
-    def move_to(self, weight: torch.Tensor) -> None:
-        """Make ``weight`` (``[sum(out), in]``, holding this projection's values) its storage, the modules' weights
-        views into it: what one fused matmul (here) or one buffer for every layer (``compiled_step.py``) reads."""
-        row = 0
-        for m in self.modules:
-            rows = m.weight.shape[0]
-            m.weight = nn.Parameter(weight[row:row + rows], requires_grad=False)
-            row += rows
-        self.weight = weight
+            row = 0
+            for m in modules:
+                rows = m.weight.shape[0]
+                m.weight = nn.Parameter(fused[row:row + rows], requires_grad=False)
+                row += rows
+            self.weight = fused  # [sum(out), in]
 
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         """``h [1, S, in]`` in the activations' dtype → ``[1, S, sum(out)]`` in the same dtype."""
