@@ -282,8 +282,9 @@ class Engine:
     def _logprob(self, logits: torch.Tensor, token: int) -> float:
         """log softmax(logits)[token] over the ids the tokenizer has: the model's own probability of the pick.
 
-        A CPU row goes through numpy: torch's ``logsumexp`` on one 4k-entry row is half a dozen dispatched ops
-        (~50-90 us, a tenth of a compiled decode step); numpy's few vectorised passes take a few microseconds."""
+        A CPU row goes through numpy: torch's ``logsumexp`` on one 4k-entry row is several dispatched ops (27 us
+        measured here, with the pick's ``argmax`` 6 us) against numpy's 8 us (and 1.4): about 24 us saved per token,
+        2-3 % of a compiled decode step."""
         row = logits if self.vocab_limit is None else logits[:self.vocab_limit]
         if row.device.type == "cpu" and row.dtype == torch.float32:
             values = row.numpy()
