@@ -6,8 +6,9 @@ library calls that each stream their operands from memory; llama.cpp does the sa
 (``benchmarks/README.md``, "Speed").  Written as plain reductions (a product is ``(x * W).sum(-1)``, attention is
 ``(q * K).sum(-1)``, softmax, ``(p * V).sum``), the whole block is one graph that Inductor turns into a handful of
 vectorised C++ loops: each weight matrix and each layer's keys/values are read once, in the dtype they are stored in
-(half-precision weights and a half-precision KV cache are widened in registers), and norms, rotary, SiLU and the
-residuals fuse into the loops around them.
+(half-precision weights and a half-precision KV cache are widened in registers); norms, rotary and SiLU run as
+small loops whose results are stored once (``_stored``) for the big loops that read them, and the residual adds fuse
+into the products.
 
 What it computes is the eager forward's arithmetic (``llama.LlamaRunner.block``): activations in float32, each
 product's input rounded to the weights' dtype first, float32 accumulation; only the summation order differs.  The
