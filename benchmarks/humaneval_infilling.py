@@ -333,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=3.0, help="wall-clock seconds per execution")
     ap.add_argument("--speculative", nargs="+", choices=["on", "off"],
                     help="run each FIM mode with speculative decoding on and/or off (default: the server's setting)")
-    ap.add_argument("--decode", nargs="+", choices=["auto", "eager", "static", "compiled"],
+    ap.add_argument("--decode", nargs="+", choices=["auto", "eager", "static", "compiled", "native"],
                     help="run each FIM mode with each of these decode steps (default: the server's setting)")
     ap.add_argument("--json", type=Path, help="write everything, per-problem rows included, here")
     args = ap.parse_args(argv)

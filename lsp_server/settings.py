@@ -97,13 +97,16 @@ class Settings:
     threads: int = setting(0, About(
         "CPU threads for PyTorch (`0` = PyTorch's default).", bounds=(0, 256), reload=True))
     decode: str = setting("auto", About(
-        "Decode step.", choices=("auto", "eager", "static", "compiled"), choice_docs=(
-            "Static on CUDA, compiled on CPU.",
+        "Decode step.", choices=("auto", "eager", "static", "compiled", "native"), choice_docs=(
+            "Static on CUDA, native on CPU.",
             "One step at a time, shapes as they come.",
             "Fixed shapes; on CUDA replayed from CUDA graphs captured while loading.",
             "CPU: the one-token step compiled by TorchInductor into fused loops over a half-precision KV cache, "
             "about twice as fast as eager. Compiled while the model loads (needs a C++ compiler; the first time "
-            "takes tens of seconds, later starts a few, from Inductor's cache); eager if it fails."),
+            "takes tens of seconds, later starts a few, from Inductor's cache); eager if it fails.",
+            "CPU (x86-64 with AVX2): the one-token step as one call into hand-written C++ over a half-precision KV "
+            "cache, about twice as fast as compiled. Built with the system's C++ compiler the first time (a few "
+            "seconds, then cached); where it cannot run, compiled, then eager."),
         reload=True))
     # model_backend/speculative.py: prompt-lookup drafts verified by the model; the output is plain decoding's.
     speculative: bool = setting(True, About(

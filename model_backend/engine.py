@@ -29,6 +29,7 @@ import torch
 from model_backend.compiled_step import CompiledStep
 from model_backend.generation import EngineError, GenerationRequest, GenerationResult, StopReason
 from model_backend.llama import LlamaRunner
+from model_backend.native_step import NativeStep
 from model_backend.speculative import DRAFT_TOKENS, PREVIOUS_DRAFT_TOKENS, Drafter
 from model_backend.static_decode import StaticDecoder, resolve_mode
 
@@ -57,12 +58,13 @@ class Engine:
                  vocab_limit: int | None = None, speculative: bool = False,
                  draft_tokens: int | None = None) -> None:
         # "static": fixed-shape decode step (static_decode.py), replayed from CUDA graphs on CUDA; auto = on CUDA.
-        # "compiled": the CPU's one-token step compiled into fused loops (compiled_step.py) over a half-precision KV
-        # cache (as llama.cpp keeps it), compiled by ``warm_up``.
+        # "native": the CPU's one-token step in hand-written C++ (native_step.py), auto on the CPU; "compiled": the
+        # same step compiled by Inductor into fused loops (compiled_step.py), where the native one cannot run.  Both
+        # over a half-precision KV cache (as llama.cpp keeps it), built by ``warm_up``.
         first = next(iter(model.parameters()), None)
         self.decode = resolve_mode(decode, first.device if first is not None else torch.device("cpu"))
         self.runner = LlamaRunner(model, max_context,
-                                  kv_dtype=torch.float16 if self.decode == "compiled" else None)
+                                  kv_dtype=torch.float16 if self.decode in ("compiled", "native") else None)
         # Checkpoints often pad the embedding matrix past the tokenizer (to a multiple of 64, or Code Llama 7B's
         # 32016 with a smaller tokenizer): ids at or past the tokenizer's size have no text, so never pick them.
         vocab = int(model.config.vocab_size)
@@ -77,12 +79,9 @@ class Engine:
         self.speculative = speculative  # may be switched per request; the verify step's shape is set here
         self.static = (StaticDecoder(self.runner, verify_rows=draft_tokens + 1 if draft_tokens else 0)
                        if self.decode == "static" else None)
-        self.compiled: CompiledStep | None = None
-        if self.decode == "compiled":
-            try:
-                self.compiled = CompiledStep(self.runner)
-            except ValueError as exc:  # e.g. 4-bit weights: the eager step
-                log.warning("decode: compiled is not available for this model (%s), decoding eagerly", exc)
+        self.compiled: CompiledStep | NativeStep | None = None  # the CPU's one-token step, once built
+        if self.decode in ("compiled", "native"):
+            self.compiled = self._cpu_step(native=self.decode == "native")
         self.forward: Callable[[list[int], int], torch.Tensor] = (
             self.static.forward if self.static is not None else self._forward)
         self.forward_all: Callable[[list[int], int], torch.Tensor] = (
@@ -92,6 +91,25 @@ class Engine:
         # suggestion): drafts from the prompt, and drafts while decoding, then lose (benchmarks/README.md, "Speed").
         self.drafter = Drafter(prompt_cap=0) if self.compiled is not None else Drafter()
 
+    def _cpu_step(self, native: bool) -> CompiledStep | NativeStep | None:
+        """The native step where it can run, else the Inductor-compiled one, else None (the eager step)."""
+        kinds: list[type[CompiledStep] | type[NativeStep]] = [NativeStep, CompiledStep] if native else [CompiledStep]
+        for kind in kinds:
+            try:
+                return kind(self.runner)
+            except ValueError as exc:  # another CPU, 4-bit weights...
+                log.warning("%s decode step not available for this model (%s)", kind.__name__, exc)
+        log.warning("decoding eagerly")
+        return None
+
+    @property
+    def drafts_pay(self) -> bool:
+        """Whether speculation can win at all: not with the native CPU step, whose one-token step (~0.4 ms here)
+        is a tenth of an eager verify pass, so even a keystroke's prefill pass carrying a draft lost to plain
+        decoding in the side-by-side (benchmarks/README.md, "Speed"); and verifying with other arithmetic than the
+        step's could change a near-tie, so plain decoding keeps the output the step's own."""
+        return not (isinstance(self.compiled, NativeStep) and self.compiled.ready)
+
     @property
     def draft_while_decoding(self) -> bool:
         """Drafts between decoded tokens pay only where a verify pass is not dear next to a step: not with the
@@ -100,11 +118,13 @@ class Engine:
 
     @property
     def decode_step(self) -> str:
-        """What decodes now: ``compiled``, ``static``, or ``eager`` (asked for, not compiled yet, or compiling
-        failed)."""
+        """What decodes now: ``native``, ``compiled``, ``static``, or ``eager`` (asked for, not built yet, or
+        building failed)."""
         if self.compiled is not None:
-            return "compiled" if self.compiled.ready else "eager"
-        return self.decode
+            if not self.compiled.ready:
+                return "eager"
+            return "native" if isinstance(self.compiled, NativeStep) else "compiled"
+        return "eager" if self.decode in ("compiled", "native") else self.decode
 
     @property
     def max_context(self) -> int:
@@ -121,7 +141,7 @@ class Engine:
         reused = common_prefix_len(self.cached_ids, prompt) if self.reuse_cache else 0
         reused = min(reused, len(prompt) - 1)  # at least one token must run to produce logits
         self.cached_ids = list(prompt[:reused])  # everything after `reused` gets overwritten
-        speculate = self.speculative and self.draft_tokens > 0
+        speculate = self.speculative and self.draft_tokens > 0 and self.drafts_pay
         if speculate:
             self.drafter.begin(prompt, req.max_new_tokens)
         try:
@@ -303,8 +323,13 @@ class Engine:
         self.generate(GenerationRequest(prompt_ids=[bos_id] * n, max_new_tokens=2, stop_ids=set()))
         if self.static is not None:
             self.static.capture_all(bos_id)
-        # junk in the cache, forgotten just below; if compiling fails, the eager step and its own drafting policy stay
-        if self.compiled is not None and not self.compiled.ready and not self.compiled.failed \
-                and not self.compiled.compile():
-            self.drafter = Drafter()
+        # junk in the cache, forgotten just below; if building fails, the next step down (native -> compiled -> eager)
+        step = self.compiled
+        if step is not None and not step.ready and not step.failed and not step.compile():
+            if isinstance(step, NativeStep):
+                self.compiled = self._cpu_step(native=False)
+                if self.compiled is not None and not self.compiled.compile():
+                    self.drafter = Drafter()
+            else:
+                self.drafter = Drafter()
         self.reset()

@@ -45,7 +45,7 @@ from model_backend.llama import LlamaRunner
 log = logging.getLogger(__name__)
 
 DecodeMode = Literal["auto", "eager", "static", "compiled"]
-DECODE_MODES: tuple[str, ...] = ("auto", "eager", "static", "compiled")
+DECODE_MODES: tuple[str, ...] = ("auto", "eager", "static", "compiled", "native")
 SMALLEST_BUCKET = 256
 # A prompt tail this short (the usual keystroke: one or two new tokens) runs as replayed steps rather than an
 # eager prefill; with graphs a step is a fraction of an eager forward's launch overhead.  Without graphs only
@@ -53,15 +53,15 @@ SMALLEST_BUCKET = 256
 GRAPH_TAIL_STEPS = 4
 
 
-def resolve_mode(decode: str, device: torch.device) -> Literal["eager", "static", "compiled"]:
-    """``auto`` = static (with CUDA graphs) on CUDA, compiled (``compiled_step.py``) on the CPU; ``compiled`` asked
-    for on another device = eager."""
+def resolve_mode(decode: str, device: torch.device) -> Literal["eager", "static", "compiled", "native"]:
+    """``auto`` = static (with CUDA graphs) on CUDA, native (``native_step.py``; the engine falls back to compiled,
+    then eager, where it cannot run) on the CPU; ``compiled`` or ``native`` asked for on another device = eager."""
     if decode not in DECODE_MODES:
         raise ValueError(f"decode must be one of {', '.join(DECODE_MODES)}, not {decode!r}")
     if decode == "auto":
-        return "static" if device.type == "cuda" else "compiled"
-    if decode == "compiled":
-        return "compiled" if device.type == "cpu" else "eager"
+        return "static" if device.type == "cuda" else "native"
+    if decode in ("compiled", "native"):
+        return ("compiled" if decode == "compiled" else "native") if device.type == "cpu" else "eager"
     return "static" if decode == "static" else "eager"
 
 

@@ -65,9 +65,10 @@ def run(engine: Engine, prompt: list[int], n: int = 16) -> GenerationResult:
 
 def test_modes() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert resolve_mode("auto", cpu) == "compiled" and resolve_mode("auto", cuda) == "static"
+    assert resolve_mode("auto", cpu) == "native" and resolve_mode("auto", cuda) == "static"
     assert resolve_mode("static", cpu) == "static" and resolve_mode("eager", cuda) == "eager"
     assert resolve_mode("compiled", cpu) == "compiled" and resolve_mode("compiled", cuda) == "eager"
+    assert resolve_mode("native", cpu) == "native" and resolve_mode("native", cuda) == "eager"
     with pytest.raises(ValueError, match="decode must be one of"):
         resolve_mode("graphs", cpu)
     assert attention_buckets(4096) == [256, 512, 1024, 2048, 4096]

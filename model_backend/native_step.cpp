@@ -1,0 +1,252 @@
+// One decoded token through a Llama model on an x86-64 CPU with AVX2, FMA and F16C: the CPU's default decode step.
+//
+// Why hand-written: the step is a chain of matrix-vector products and one attention row per head, and Inductor's
+// loops for them are bound by their own arithmetic (one accumulator and one horizontal sum per output row), not by
+// memory; see benchmarks/README.md, "Speed".  Here each product runs four output rows at a time with two
+// accumulators each (eight independent FMA chains share every load of the input), attention shares one pass over
+// the keys for softmax's maximum and one over the values, and the whole step is one OpenMP region: one call from
+// Python per token and a barrier per stage.
+//
+// Arithmetic, as the eager forward's (model_backend/llama.py): activations in float32; with half-precision weights
+// each product's input is rounded to half precision first, accumulated in float32; keys/values are stored in half
+// precision (round to nearest even, as torch's conversion).  exp is a polynomial (Cephes' expf, ~1 ulp).
+//
+// Layout (every tensor contiguous): weights [out, in] in the weights' dtype; norms and rotary tables float32; the
+// KV cache per layer [kv_heads, max_len, head_dim] half precision.  The Python side (native_step.py) checks shapes,
+// sizes (multiples of 8) and the CPU before calling.
+
+#include <immintrin.h>
+#include <omp.h>
+#include <stdint.h>
+
+#include <cmath>
+
+namespace {
+
+struct Shape {
+    int64_t layers, dim, heads, kv_heads, head_dim, ffn, vocab, max_len, half, threads;
+};
+
+inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+template <bool HALF>
+inline __m256 load8(const void* w, int64_t at) {
+    if constexpr (HALF) {
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w) + at)));
+    } else {
+        return _mm256_loadu_ps(static_cast<const float*>(w) + at);
+    }
+}
+
+inline __m256 round_half(__m256 v) {  // float32 -> nearest half precision -> float32
+    return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+}
+
+inline __m256 exp8(__m256 x) {  // Cephes expf: x = n ln2 + r, e^r by a degree-6 polynomial, times 2^n
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+// y[r] = (add ? add[r] : 0) + sum_i W[r, i] x[i] for r < rows; n a multiple of 8.  Shares the enclosing parallel
+// region's threads (omp for, with its barrier).
+template <bool HALF>
+void product(const void* w, const float* x, float* y, int64_t rows, int64_t n, const float* add) {
+#pragma omp for schedule(static)
+    for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+        if (r0 + 4 <= rows) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+            const int64_t o0 = r0 * n, o1 = o0 + n, o2 = o1 + n, o3 = o2 + n;
+            int64_t i = 0;
+            for (; i + 16 <= n; i += 16) {
+                const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+                a0 = _mm256_fmadd_ps(load8<HALF>(w, o0 + i), x0, a0);
+                a1 = _mm256_fmadd_ps(load8<HALF>(w, o1 + i), x0, a1);
+                a2 = _mm256_fmadd_ps(load8<HALF>(w, o2 + i), x0, a2);
+                a3 = _mm256_fmadd_ps(load8<HALF>(w, o3 + i), x0, a3);
+                b0 = _mm256_fmadd_ps(load8<HALF>(w, o0 + i + 8), x1, b0);
+                b1 = _mm256_fmadd_ps(load8<HALF>(w, o1 + i + 8), x1, b1);
+                b2 = _mm256_fmadd_ps(load8<HALF>(w, o2 + i + 8), x1, b2);
+                b3 = _mm256_fmadd_ps(load8<HALF>(w, o3 + i + 8), x1, b3);
+            }
+            if (i < n) {
+                const __m256 x0 = _mm256_loadu_ps(x + i);
+                a0 = _mm256_fmadd_ps(load8<HALF>(w, o0 + i), x0, a0);
+                a1 = _mm256_fmadd_ps(load8<HALF>(w, o1 + i), x0, a1);
+                a2 = _mm256_fmadd_ps(load8<HALF>(w, o2 + i), x0, a2);
+                a3 = _mm256_fmadd_ps(load8<HALF>(w, o3 + i), x0, a3);
+            }
+            const float s[4] = {hsum(_mm256_add_ps(a0, b0)), hsum(_mm256_add_ps(a1, b1)),
+                                hsum(_mm256_add_ps(a2, b2)), hsum(_mm256_add_ps(a3, b3))};
+            for (int k = 0; k < 4; k++) y[r0 + k] = (add ? add[r0 + k] : 0.0f) + s[k];
+        } else {
+            for (int64_t r = r0; r < rows; r++) {
+                __m256 a = _mm256_setzero_ps();
+                for (int64_t i = 0; i < n; i += 8) a = _mm256_fmadd_ps(load8<HALF>(w, r * n + i), _mm256_loadu_ps(x + i), a);
+                y[r] = (add ? add[r] : 0.0f) + hsum(a);
+            }
+        }
+    }
+}
+
+// out = x * rsqrt(mean(x^2) + eps) * weight, rounded to half precision when the next product's weights are.
+template <bool HALF>
+void rms_norm(const float* x, const float* weight, float eps, float* out, int64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        acc = _mm256_fmadd_ps(v, v, acc);
+    }
+    const __m256 scale = _mm256_set1_ps(1.0f / std::sqrt(hsum(acc) / static_cast<float>(n) + eps));
+    for (int64_t i = 0; i < n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), scale), _mm256_loadu_ps(weight + i));
+        if constexpr (HALF) v = round_half(v);
+        _mm256_storeu_ps(out + i, v);
+    }
+}
+
+// Llama's rotary embedding (rotate_half pairs i with i + hd/2) on one head's vector, in place.
+void rotate(float* v, const float* cos, const float* sin, int64_t hd) {
+    const int64_t half = hd / 2;
+    for (int64_t i = 0; i < half; i++) {
+        const float a = v[i], b = v[i + half];
+        v[i] = a * cos[i] - b * sin[i];
+        v[i + half] = b * cos[i + half] + a * sin[i + half];
+    }
+}
+
+template <bool HALF>
+void step(const Shape& s, void* const* p, const float* eps, int64_t token, int64_t pos, float* logits) {
+    const int64_t D = s.dim, H = s.heads, KV = s.kv_heads, hd = s.head_dim, F = s.ffn, T = pos + 1;
+    const int64_t group = H / KV, qkv_rows = (H + 2 * KV) * hd;
+    const void* embed = p[0];
+    const void* lm_head = p[1];
+    const float* final_norm = static_cast<const float*>(p[2]);
+    const float* cos = static_cast<const float*>(p[3]) + pos * hd;
+    const float* sin = static_cast<const float*>(p[4]) + pos * hd;
+    float* x = static_cast<float*>(p[5]);  // scratch: x [D], xn [max(D, F)], qkv, attention out, gate/up, scores
+    float* xn = x + D;
+    float* qkv = xn + (D > F ? D : F);
+    float* att = qkv + qkv_rows;
+    float* gu = att + H * hd;
+    float* scores = gu + 2 * F;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+#pragma omp parallel num_threads(static_cast<int>(s.threads))
+    {
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < D; i += 8) _mm256_storeu_ps(x + i, load8<HALF>(embed, token * D + i));
+        for (int64_t l = 0; l < s.layers; l++) {
+            void* const* lp = p + 6 + 8 * l;  // attention norm, q/k/v, output, MLP norm, gate/up, down, keys, values
+            uint16_t* keys = static_cast<uint16_t*>(lp[6]);
+            uint16_t* values = static_cast<uint16_t*>(lp[7]);
+#pragma omp single
+            rms_norm<HALF>(x, static_cast<const float*>(lp[0]), eps[2 * l], xn, D);
+            product<HALF>(lp[1], xn, qkv, qkv_rows, D, nullptr);
+#pragma omp single
+            {
+                for (int64_t h = 0; h < H + KV; h++) rotate(qkv + h * hd, cos, sin, hd);  // queries and keys
+                for (int64_t h = 0; h < KV; h++) {
+                    for (int64_t i = 0; i < hd; i += 8) {
+                        const __m256 k = _mm256_loadu_ps(qkv + (H + h) * hd + i);
+                        const __m256 v = _mm256_loadu_ps(qkv + (H + KV + h) * hd + i);
+                        const int64_t at = (h * s.max_len + pos) * hd + i;
+                        _mm_storeu_si128(reinterpret_cast<__m128i*>(keys + at), _mm256_cvtps_ph(k, _MM_FROUND_TO_NEAREST_INT));
+                        _mm_storeu_si128(reinterpret_cast<__m128i*>(values + at), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+                    }
+                }
+            }
+#pragma omp for schedule(static)
+            for (int64_t h = 0; h < H; h++) {
+                const float* q = qkv + h * hd;
+                const uint16_t* k = keys + (h / group) * s.max_len * hd;
+                const uint16_t* v = values + (h / group) * s.max_len * hd;
+                float* sc = scores + h * s.max_len;
+                float top = -INFINITY;
+                for (int64_t t = 0; t < T; t++) {
+                    __m256 a = _mm256_setzero_ps();
+                    for (int64_t i = 0; i < hd; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8<true>(k, t * hd + i), a);
+                    sc[t] = hsum(a) * scale;
+                    top = sc[t] > top ? sc[t] : top;
+                }
+                __m256 total8 = _mm256_setzero_ps();
+                int64_t t = 0;
+                for (; t + 8 <= T; t += 8) {
+                    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + t), _mm256_set1_ps(top)));
+                    _mm256_storeu_ps(sc + t, e);
+                    total8 = _mm256_add_ps(total8, e);
+                }
+                float total = hsum(total8);
+                if (t < T) {  // the tail: through a padded vector
+                    float tail[8] = {0};
+                    for (int64_t j = t; j < T; j++) tail[j - t] = sc[j] - top;
+                    float out[8];
+                    _mm256_storeu_ps(out, exp8(_mm256_loadu_ps(tail)));
+                    for (int64_t j = t; j < T; j++) {
+                        sc[j] = out[j - t];
+                        total += out[j - t];
+                    }
+                }
+                float acc[256];  // head_dim <= 256 (checked in Python)
+                for (int64_t i = 0; i < hd; i += 8) _mm256_storeu_ps(acc + i, _mm256_setzero_ps());
+                for (int64_t j = 0; j < T; j++) {
+                    const __m256 w = _mm256_set1_ps(sc[j]);
+                    for (int64_t i = 0; i < hd; i += 8)
+                        _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(w, load8<true>(v, j * hd + i), _mm256_loadu_ps(acc + i)));
+                }
+                const __m256 inv = _mm256_set1_ps(1.0f / total);
+                for (int64_t i = 0; i < hd; i += 8) {
+                    __m256 o = _mm256_mul_ps(_mm256_loadu_ps(acc + i), inv);
+                    if constexpr (HALF) o = round_half(o);
+                    _mm256_storeu_ps(att + h * hd + i, o);
+                }
+            }
+            product<HALF>(lp[2], att, x, D, H * hd, x);
+#pragma omp single
+            rms_norm<HALF>(x, static_cast<const float*>(lp[3]), eps[2 * l + 1], xn, D);
+            product<HALF>(lp[4], xn, gu, 2 * F, D, nullptr);
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < F; i += 8) {  // SiLU(gate) * up
+                const __m256 g = _mm256_loadu_ps(gu + i);
+                const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), exp8(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+                __m256 o = _mm256_mul_ps(silu, _mm256_loadu_ps(gu + F + i));
+                if constexpr (HALF) o = round_half(o);
+                _mm256_storeu_ps(xn + i, o);
+            }
+            product<HALF>(lp[5], xn, x, D, F, x);
+        }
+#pragma omp single
+        rms_norm<HALF>(x, final_norm, eps[2 * s.layers], xn, D);
+        product<HALF>(lm_head, xn, logits, s.vocab, D, nullptr);
+    }
+}
+
+}  // namespace
+
+// shape: layers, dim, heads, kv_heads, head_dim, ffn, vocab, max_len, half (1: half-precision weights), threads.
+// pointers: embedding, lm head, final norm, cos, sin, scratch, then per layer: attention norm, q/k/v, output,
+// MLP norm, gate/up, down, keys, values.  eps: per layer the attention then MLP norm's, then the final norm's.
+extern "C" void native_step(const int64_t* shape, void* const* pointers, const float* eps, int64_t token,
+                            int64_t pos, float* logits) {
+    const Shape s{shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], shape[6], shape[7], shape[8], shape[9]};
+    if (s.half) {
+        step<true>(s, pointers, eps, token, pos, logits);
+    } else {
+        step<false>(s, pointers, eps, token, pos, logits);
+    }
+}

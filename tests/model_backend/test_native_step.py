@@ -1,0 +1,135 @@
+"""The native CPU decode step (hand-written C++): the eager step's greedy output over a half-precision KV cache.
+
+The reference is the same engine before the step is built (``decode: native`` not warmed up decodes eagerly over the
+same half-precision cache), so what is compared is the step's arithmetic alone: the embedded model in its shipped
+fp16 weights and widened to fp32, on real code from this repository, one request per keystroke with cache reuse.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from lsp_server.completion.prompts import build_prompt
+from model_backend import native_step
+from model_backend.compiled_step import CompiledStep
+from model_backend.engine import Engine
+from model_backend.generation import GenerationRequest
+from model_backend.loading import LoadSpec, load
+from model_backend.native_step import NativeStep
+from model_backend.tokenization import CodeLlamaTokenizer
+
+ROOT = Path(__file__).resolve().parents[2]
+TEXT = (ROOT / "benchmarks" / "data" / "inventory.py").read_text()
+
+
+@pytest.fixture(scope="module")
+def loaded() -> Any:
+    return load(LoadSpec(dtype="float16"))
+
+
+def engine(loaded: Any, warm: bool, **kw: Any) -> Engine:
+    e = Engine(loaded.model, 4096, vocab_limit=loaded.tokenizer.vocab_size, decode="native", **kw)
+    if warm:
+        e.warm_up(loaded.tokenizer.bos_id)
+    return e
+
+
+def keystrokes(tok: CodeLlamaTokenizer, n: int = 8, newline: bool = True) -> list[GenerationRequest]:
+    """One request per keystroke while typing the next line of a function, with the server's single-line rule."""
+    cut = TEXT.index("def ", len(TEXT) // 2)
+
+    def stop(ids: list[int]) -> bool:
+        return newline and "\n" in tok.decode_middle(ids).lstrip("\n")
+
+    return [GenerationRequest(prompt_ids=build_prompt(tok, TEXT[:cut + k], TEXT[cut + k:], "spm").ids,
+                              max_new_tokens=16, stop_ids=tok.stop_ids(), should_stop=stop)
+            for k in range(0, 3 * n, 3)]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_native_steps_give_the_eager_steps_tokens_and_cache(dtype: str, loaded: Any,
+                                                            tok: CodeLlamaTokenizer) -> None:
+    model = loaded if dtype == "float16" else load(LoadSpec(dtype=dtype))
+    native, eager = engine(model, warm=True), engine(model, warm=False)
+    assert native.decode_step == "native" and eager.decode_step == "eager"
+    steps = 0
+    for i, req in enumerate(keystrokes(tok) + keystrokes(tok, 4, newline=False)):
+        a, b = eager.generate(req), native.generate(req)
+        assert b.ids == a.ids and b.stop == a.stop
+        assert b.token_logprobs == pytest.approx(a.token_logprobs, abs=2e-2)
+        assert b.reused_tokens == a.reused_tokens and (i == 0 or b.reused_tokens > 0)  # reused keystroke to keystroke
+        steps += len(b.ids)
+    assert steps > 40
+    cached = list(native.cached_ids)
+    assert cached == eager.cached_ids
+    for layer in range(len(native.runner.layers)):  # the keys/values it wrote are the eager forward's
+        for got, want in ((native.runner.cache.k, eager.runner.cache.k), (native.runner.cache.v, eager.runner.cache.v)):
+            assert torch.allclose(got[layer][:, :, :len(cached)].float(), want[layer][:, :, :len(cached)].float(),
+                                  atol=2e-2), f"layer {layer}"
+
+
+def test_one_step_matches_the_eager_forward_anywhere_in_the_window(loaded: Any) -> None:
+    """Far into the window, at its first and its last position, and where the attention row's length is no multiple
+    of the vector width."""
+    native, eager = engine(loaded, warm=True), engine(loaded, warm=False)
+    assert isinstance(native.compiled, NativeStep)
+    ids = torch.randint(3, 4000, (3100,), generator=torch.Generator().manual_seed(3)).tolist()
+    for e in (native, eager):
+        e.runner.forward(ids[:3000], 0)
+    for pos in [*range(3000, 3100, 7), 4095]:
+        token = ids[pos % len(ids)]
+        expected = eager.runner.forward([token], pos)
+        got = native.compiled.step(token, pos)
+        assert int(got.argmax()) == int(expected.argmax()), f"position {pos}"
+        assert torch.allclose(got, expected, atol=2e-2), f"position {pos}"
+        if 3000 <= pos < 3099:  # fill the gap both ways so the next checked position sees the same cache
+            for e in (native, eager):
+                e.runner.forward(ids[pos + 1:pos + 7], pos + 1)
+    first = native.compiled.step(ids[0], 0)  # position 0: a one-key attention row
+    assert int(first.argmax()) == int(eager.runner.forward([ids[0]], 0).argmax())
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        native.compiled.step(native.compiled.vocab, 5)
+
+
+def test_speculation_stands_down_on_the_native_step(loaded: Any, tok: CodeLlamaTokenizer) -> None:
+    """A verify pass is eager and costs several native steps: with the native step, speculative requests decode
+    plainly (no drafts) and give the same suggestions."""
+    spec, plain = engine(loaded, warm=True, speculative=True), engine(loaded, warm=True)
+    assert not spec.drafts_pay
+    for req in keystrokes(tok, 4):
+        a, b = plain.generate(req), spec.generate(req)
+        assert b.ids == a.ids and b.timings["drafted"] == 0
+
+
+def test_where_the_native_step_cannot_run_the_compiled_step_does(loaded: Any, tok: CodeLlamaTokenizer,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(native_step, "cpu_supported", lambda: False)  # e.g. an ARM laptop
+    with caplog.at_level(logging.WARNING):
+        e = engine(loaded, warm=False)
+    assert isinstance(e.compiled, CompiledStep) and "AVX2" in caplog.text
+    monkeypatch.undo()
+
+    def no_compiler() -> Path:
+        raise ValueError("compiling native_step.cpp failed: g++: not found")
+
+    monkeypatch.setattr(native_step, "build", no_compiler)
+    e = engine(loaded, warm=False)
+    assert isinstance(e.compiled, NativeStep)
+    with caplog.at_level(logging.WARNING):
+        e.warm_up(tok.bos_id)
+    assert e.decode_step == "compiled" and "g++: not found" in caplog.text
+    req = keystrokes(tok, 1)[0]
+    assert e.generate(req).ids == engine(loaded, warm=False).generate(req).ids
+
+
+def test_quantised_projections_are_refused(loaded: Any) -> None:
+    e = engine(loaded, warm=False)
+    e.runner.layers[0].qkv.weight = None  # as with bitsandbytes 4-bit layers: no plain weight to read
+    with pytest.raises(ValueError, match="plain"):
+        NativeStep(e.runner)
