@@ -1,6 +1,7 @@
 """Where the CPU decode step's time goes, and what the alternatives cost: A/B variants in one process.
 
     python -m benchmarks.cpu_step [--threads 1 2] [--rows 1 2 3 5 9 17] [--compile] [--json OUT]
+    python -m benchmarks.cpu_step --decode-steps [--json OUT]
 
 All variants run the embedded model's ``LlamaRunner`` on the 1,550-token SPM prompt of ``benchmarks/data/
 inventory.py`` (cache filled), one step at position ~1,550, interleaved round after round so a busy machine slows
@@ -12,6 +13,9 @@ them alike; reported is the median over rounds of the mean step time (ms):
 - ``threads``: torch threads;
 - ``rows``: a verify pass of R rows (speculative decoding's cost per pass, by draft length + 1);
 - ``--compile``: ``torch.compile`` (inductor, dynamic shapes) of the eager forward: compile time and step time.
+
+``--decode-steps`` instead times the engine's three CPU decode steps over one runner and its half-precision cache
+(eager, ``compiled_step.py``, ``native_step.py``), fp16 and fp32 weights, with 20 to 3,000 cached tokens.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from typing import Any
 import torch
 
 from model_backend import llama
+from model_backend.compiled_step import CompiledStep
 from model_backend.loading import LoadSpec, load
+from model_backend.native_step import NativeStep
 
 TEXT = (Path(__file__).parent / "data" / "inventory.py").read_text()
 
@@ -66,6 +72,25 @@ def interleaved(variants: dict[str, Any], rounds: int, n: int) -> dict[str, floa
     return {k: round(statistics.median(v), 3) for k, v in got.items()}
 
 
+def decode_steps(rounds: int, steps: int) -> dict[str, dict[str, float]]:
+    """Step ms of eager / compiled / native by weights dtype and cached length, interleaved."""
+    out: dict[str, dict[str, float]] = {}
+    for dtype in ("float16", "float32"):
+        loaded = load(LoadSpec(dtype=dtype))
+        r = llama.LlamaRunner(loaded.model, 4096, kv_dtype=torch.float16)
+        compiled, native = CompiledStep(r), NativeStep(r)
+        if not (compiled.compile() and native.compile()):
+            raise SystemExit(f"building a step failed: {compiled.failed or native.failed}")
+        r.forward(loaded.tokenizer.spm_ids(TEXT, ""), 0)  # real keys/values for the first ~1,550 positions
+        for pos in (20, 500, 1500, 3000):
+            variants = {"eager": lambda r=r, pos=pos: r.forward([100], pos),
+                        "compiled": lambda c=compiled, pos=pos: c.step(100, pos),
+                        "native": lambda n=native, pos=pos: n.step(100, pos)}
+            out[f"{dtype}, {pos} cached"] = interleaved(variants, rounds, steps)
+            print(dtype, pos, out[f"{dtype}, {pos} cached"], flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -73,10 +98,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--steps", type=int, default=30, help="steps per variant per round")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes to compile)")
+    parser.add_argument("--decode-steps", action="store_true", help="only the engine's CPU decode steps")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     report: dict[str, Any] = {"benchmark": "cpu_step", "machine": {"platform": platform.platform(),
                                                                    "torch": torch.__version__}}
+    if args.decode_steps:
+        torch.set_num_threads(max(args.threads))
+        report["decode_step_ms"] = decode_steps(args.rounds, args.steps)
+        text = json.dumps(report, indent=2)
+        print(text)
+        if args.json:
+            args.json.write_text(text + "\n")
+        return
     f16, ids = runner("float16")
     f32, _ = runner("float32")
     half_kv, _ = runner("float16", half_kv=True)

@@ -177,16 +177,31 @@ void step(const Shape& s, void* const* p, const float* eps, int64_t token, int64
                 const uint16_t* k = keys + (h / group) * s.max_len * hd;
                 const uint16_t* v = values + (h / group) * s.max_len * hd;
                 float* sc = scores + h * s.max_len;
-                float top = -INFINITY;
-                for (int64_t t = 0; t < T; t++) {
+                int64_t t = 0;
+                for (; t + 4 <= T; t += 4) {  // four keys at a time: four independent FMA chains
+                    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                    const int64_t at = t * hd;
+                    for (int64_t i = 0; i < hd; i += 8) {
+                        const __m256 qi = _mm256_loadu_ps(q + i);
+                        a0 = _mm256_fmadd_ps(qi, load8<true>(k, at + i), a0);
+                        a1 = _mm256_fmadd_ps(qi, load8<true>(k, at + hd + i), a1);
+                        a2 = _mm256_fmadd_ps(qi, load8<true>(k, at + 2 * hd + i), a2);
+                        a3 = _mm256_fmadd_ps(qi, load8<true>(k, at + 3 * hd + i), a3);
+                    }
+                    sc[t] = hsum(a0) * scale;
+                    sc[t + 1] = hsum(a1) * scale;
+                    sc[t + 2] = hsum(a2) * scale;
+                    sc[t + 3] = hsum(a3) * scale;
+                }
+                for (; t < T; t++) {
                     __m256 a = _mm256_setzero_ps();
                     for (int64_t i = 0; i < hd; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8<true>(k, t * hd + i), a);
                     sc[t] = hsum(a) * scale;
-                    top = sc[t] > top ? sc[t] : top;
                 }
+                float top = -INFINITY;
+                for (int64_t j = 0; j < T; j++) top = sc[j] > top ? sc[j] : top;
                 __m256 total8 = _mm256_setzero_ps();
-                int64_t t = 0;
-                for (; t + 8 <= T; t += 8) {
+                for (t = 0; t + 8 <= T; t += 8) {
                     const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + t), _mm256_set1_ps(top)));
                     _mm256_storeu_ps(sc + t, e);
                     total8 = _mm256_add_ps(total8, e);
@@ -203,11 +218,26 @@ void step(const Shape& s, void* const* p, const float* eps, int64_t token, int64
                     }
                 }
                 float acc[256];  // head_dim <= 256 (checked in Python)
-                for (int64_t i = 0; i < hd; i += 8) _mm256_storeu_ps(acc + i, _mm256_setzero_ps());
-                for (int64_t j = 0; j < T; j++) {
-                    const __m256 w = _mm256_set1_ps(sc[j]);
-                    for (int64_t i = 0; i < hd; i += 8)
-                        _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(w, load8<true>(v, j * hd + i), _mm256_loadu_ps(acc + i)));
+                int64_t i0 = 0;
+                for (; i0 + 32 <= hd; i0 += 32) {  // 32 dimensions in four registers, over every value row
+                    __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
+                    for (int64_t j = 0; j < T; j++) {
+                        const __m256 w = _mm256_set1_ps(sc[j]);
+                        const int64_t at = j * hd + i0;
+                        o0 = _mm256_fmadd_ps(w, load8<true>(v, at), o0);
+                        o1 = _mm256_fmadd_ps(w, load8<true>(v, at + 8), o1);
+                        o2 = _mm256_fmadd_ps(w, load8<true>(v, at + 16), o2);
+                        o3 = _mm256_fmadd_ps(w, load8<true>(v, at + 24), o3);
+                    }
+                    _mm256_storeu_ps(acc + i0, o0);
+                    _mm256_storeu_ps(acc + i0 + 8, o1);
+                    _mm256_storeu_ps(acc + i0 + 16, o2);
+                    _mm256_storeu_ps(acc + i0 + 24, o3);
+                }
+                for (; i0 < hd; i0 += 8) {
+                    __m256 o = _mm256_setzero_ps();
+                    for (int64_t j = 0; j < T; j++) o = _mm256_fmadd_ps(_mm256_set1_ps(sc[j]), load8<true>(v, j * hd + i0), o);
+                    _mm256_storeu_ps(acc + i0, o);
                 }
                 const __m256 inv = _mm256_set1_ps(1.0f / total);
                 for (int64_t i = 0; i < hd; i += 8) {
