@@ -152,6 +152,8 @@ class NativeStep:
         """``token``'s logits ``[V]`` at ``pos`` (where ``covers``), its keys/values written into the cache."""
         if not 0 <= token < self.vocab:
             raise ValueError(f"token id {token} outside the vocabulary ({self.vocab})")
+        if not 0 <= pos < self.runner.max_len:  # the library writes the cache at ``pos`` unchecked
+            raise ValueError(f"position {pos} outside the KV buffer ({self.runner.max_len})")
         logits = torch.empty(self.vocab, dtype=torch.float32)
         self._shape[9] = torch.get_num_threads()
         self._fn(self._shape, self._pointers, self._eps, token, pos, logits.data_ptr())

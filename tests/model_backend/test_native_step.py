@@ -94,6 +94,8 @@ def test_one_step_matches_the_eager_forward_anywhere_in_the_window(loaded: Any) 
     assert int(first.argmax()) == int(eager.runner.forward([ids[0]], 0).argmax())
     with pytest.raises(ValueError, match="outside the vocabulary"):
         native.compiled.step(native.compiled.vocab, 5)
+    with pytest.raises(ValueError, match="outside the KV buffer"):
+        native.compiled.step(ids[0], 4096)
 
 
 def test_speculation_stands_down_on_the_native_step(loaded: Any, tok: CodeLlamaTokenizer) -> None:
