@@ -140,6 +140,7 @@ class CompiledStep:
         self.fn: Any = torch.compile(decode_block)
         self.ready = False
         self.failed: str | None = None  # why the eager step stays, if compiling failed
+        self.tail_steps = 3  # a prompt tail up to this long (a keystroke's new tokens) runs as steps, not eagerly
 
     def compile(self) -> bool:
         """Compile the one-token step (at load); True if it is ``ready``.  It runs on the real cache (no second

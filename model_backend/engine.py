@@ -46,8 +46,6 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
 # rows of a verify pass and the draft they check: row i holds the logits after the draft's first i tokens
 Verified = tuple[torch.Tensor, list[int]]
 PREFILL_DRAFT_TAIL = 4  # a prompt tail up to this long (a keystroke's new tokens) carries a draft in its pass
-# a prompt tail up to this long (a keystroke's new tokens) runs as compiled one-token steps, not the eager forward
-COMPILED_TAIL_STEPS = 3
 log = logging.getLogger(__name__)
 
 
@@ -240,10 +238,10 @@ class Engine:
             pending = (block, drafts)
 
     def _forward(self, ids: list[int], start: int) -> torch.Tensor:
-        """The last position's logits: a tail of up to ``COMPILED_TAIL_STEPS`` ids as compiled one-token steps once
-        they are compiled, anything else through the eager forward."""
+        """The last position's logits: a tail of up to the CPU step's ``tail_steps`` ids as one-token steps once it
+        is built (cheaper than one eager pass over them), anything else through the eager forward."""
         compiled = self.compiled
-        if compiled is None or len(ids) > COMPILED_TAIL_STEPS or not compiled.covers(start + len(ids) - 1) \
+        if compiled is None or len(ids) > compiled.tail_steps or not compiled.covers(start + len(ids) - 1) \
                 or not compiled.covers(start):
             return self.runner.forward(ids, start)
         for i, token in enumerate(ids):
