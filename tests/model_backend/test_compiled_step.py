@@ -9,7 +9,6 @@ Compiling runs once per module (Inductor's on-disk cache makes later compiles in
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,9 +22,8 @@ from model_backend.generation import GenerationRequest
 from model_backend.loading import LoadSpec, load
 from model_backend.memory import allocated_kv_bytes
 from model_backend.tokenization import CodeLlamaTokenizer
-
-ROOT = Path(__file__).resolve().parents[2]
-TEXT = (ROOT / "benchmarks" / "data" / "inventory.py").read_text()
+from tests.model_backend.cpu_steps import TEXT, assert_decodes_as_eager, keystrokes
+from tests.model_backend.cpu_steps import engine as any_engine
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +32,7 @@ def loaded() -> Any:
 
 
 def engine(loaded: Any, warm: bool, **kw: Any) -> Engine:
-    e = Engine(loaded.model, 4096, vocab_limit=loaded.tokenizer.vocab_size, decode="compiled", **kw)
-    if warm:
-        e.warm_up(loaded.tokenizer.bos_id)
-    return e
+    return any_engine(loaded, "compiled", warm, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -47,38 +42,11 @@ def compiled(loaded: Any) -> Engine:
     return e
 
 
-def keystrokes(tok: CodeLlamaTokenizer, n: int = 8, newline: bool = True) -> list[GenerationRequest]:
-    """One request per keystroke while typing the next line of a function, with the server's single-line rule."""
-    cut = TEXT.index("def ", len(TEXT) // 2)
-
-    def stop(ids: list[int]) -> bool:
-        return newline and "\n" in tok.decode_middle(ids).lstrip("\n")
-
-    return [GenerationRequest(prompt_ids=build_prompt(tok, TEXT[:cut + k], TEXT[cut + k:], "spm").ids,
-                              max_new_tokens=16, stop_ids=tok.stop_ids(), should_stop=stop)
-            for k in range(0, 3 * n, 3)]
-
-
 def test_compiled_steps_give_the_eager_steps_tokens_and_logits(loaded: Any, tok: CodeLlamaTokenizer,
                                                               compiled: Engine) -> None:
     eager = engine(loaded, warm=False)  # same half-precision cache, eager arithmetic
     assert eager.decode_step == "eager" and compiled.decode_step == "compiled"
-    compiled.reset()
-    steps = 0
-    for i, req in enumerate(keystrokes(tok) + keystrokes(tok, 4, newline=False)):
-        a, b = eager.generate(req), compiled.generate(req)
-        assert b.ids == a.ids and b.stop == a.stop
-        assert b.token_logprobs == pytest.approx(a.token_logprobs, abs=2e-2)
-        assert b.reused_tokens == a.reused_tokens and (i == 0 or b.reused_tokens > 0)  # reused keystroke to keystroke
-        steps += len(b.ids)
-    assert steps > 40
-    # the keys/values the compiled step wrote are what the eager forward writes for the same ids
-    cached = list(compiled.cached_ids)
-    assert cached == eager.cached_ids
-    for layer in range(len(compiled.runner.layers)):
-        got = compiled.runner.cache.k[layer][:, :, :len(cached)].float()
-        want = eager.runner.cache.k[layer][:, :, :len(cached)].float()
-        assert torch.allclose(got, want, atol=2e-2), f"layer {layer}"
+    assert_decodes_as_eager(compiled, eager, tok)
 
 
 def test_one_step_matches_the_eager_forward_far_into_the_window(loaded: Any, compiled: Engine) -> None:
@@ -133,7 +101,7 @@ def test_the_cache_is_half_precision_and_takes_half_the_memory(loaded: Any, comp
 def test_a_failed_compile_leaves_the_eager_step(loaded: Any, tok: CodeLlamaTokenizer,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     e = engine(loaded, warm=False)
-    assert e.compiled is not None
+    assert isinstance(e.compiled, CompiledStep)
 
     def broken(*args: Any) -> Any:
         raise RuntimeError("no C++ compiler")

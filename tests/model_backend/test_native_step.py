@@ -14,17 +14,14 @@ from typing import Any
 import pytest
 import torch
 
-from lsp_server.completion.prompts import build_prompt
 from model_backend import native_step
 from model_backend.compiled_step import CompiledStep
 from model_backend.engine import Engine
-from model_backend.generation import GenerationRequest
 from model_backend.loading import LoadSpec, load
 from model_backend.native_step import NativeStep
 from model_backend.tokenization import CodeLlamaTokenizer
-
-ROOT = Path(__file__).resolve().parents[2]
-TEXT = (ROOT / "benchmarks" / "data" / "inventory.py").read_text()
+from tests.model_backend.cpu_steps import assert_decodes_as_eager, keystrokes
+from tests.model_backend.cpu_steps import engine as any_engine
 
 
 @pytest.fixture(scope="module")
@@ -33,22 +30,7 @@ def loaded() -> Any:
 
 
 def engine(loaded: Any, warm: bool, **kw: Any) -> Engine:
-    e = Engine(loaded.model, 4096, vocab_limit=loaded.tokenizer.vocab_size, decode="native", **kw)
-    if warm:
-        e.warm_up(loaded.tokenizer.bos_id)
-    return e
-
-
-def keystrokes(tok: CodeLlamaTokenizer, n: int = 8, newline: bool = True) -> list[GenerationRequest]:
-    """One request per keystroke while typing the next line of a function, with the server's single-line rule."""
-    cut = TEXT.index("def ", len(TEXT) // 2)
-
-    def stop(ids: list[int]) -> bool:
-        return newline and "\n" in tok.decode_middle(ids).lstrip("\n")
-
-    return [GenerationRequest(prompt_ids=build_prompt(tok, TEXT[:cut + k], TEXT[cut + k:], "spm").ids,
-                              max_new_tokens=16, stop_ids=tok.stop_ids(), should_stop=stop)
-            for k in range(0, 3 * n, 3)]
+    return any_engine(loaded, "native", warm, **kw)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
@@ -57,20 +39,7 @@ def test_native_steps_give_the_eager_steps_tokens_and_cache(dtype: str, loaded: 
     model = loaded if dtype == "float16" else load(LoadSpec(dtype=dtype))
     native, eager = engine(model, warm=True), engine(model, warm=False)
     assert native.decode_step == "native" and eager.decode_step == "eager"
-    steps = 0
-    for i, req in enumerate(keystrokes(tok) + keystrokes(tok, 4, newline=False)):
-        a, b = eager.generate(req), native.generate(req)
-        assert b.ids == a.ids and b.stop == a.stop
-        assert b.token_logprobs == pytest.approx(a.token_logprobs, abs=2e-2)
-        assert b.reused_tokens == a.reused_tokens and (i == 0 or b.reused_tokens > 0)  # reused keystroke to keystroke
-        steps += len(b.ids)
-    assert steps > 40
-    cached = list(native.cached_ids)
-    assert cached == eager.cached_ids
-    for layer in range(len(native.runner.layers)):  # the keys/values it wrote are the eager forward's
-        for got, want in ((native.runner.cache.k, eager.runner.cache.k), (native.runner.cache.v, eager.runner.cache.v)):
-            assert torch.allclose(got[layer][:, :, :len(cached)].float(), want[layer][:, :, :len(cached)].float(),
-                                  atol=2e-2), f"layer {layer}"
+    assert_decodes_as_eager(native, eager, tok)
 
 
 def test_one_step_matches_the_eager_forward_anywhere_in_the_window(loaded: Any) -> None:
