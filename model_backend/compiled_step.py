@@ -141,6 +141,7 @@ class CompiledStep:
         self.ready = False
         self.failed: str | None = None  # why the eager step stays, if compiling failed
         self.tail_steps = 3  # a prompt tail up to this long (a keystroke's new tokens) runs as steps, not eagerly
+        self.verify_rows = 1  # verify passes of more rows run eagerly (see the module's docstring)
 
     def compile(self) -> bool:
         """Compile the one-token step (at load); True if it is ``ready``.  It runs on the real cache (no second
@@ -169,6 +170,11 @@ class CompiledStep:
     def covers(self, pos: int) -> bool:
         """Whether a step at ``pos`` runs the compiled graph as it is (no recompile)."""
         return self.ready and MIN_START <= pos < self.runner.max_len - 1
+
+    def run(self, ids: list[int], start: int, rows: int = 1) -> torch.Tensor:
+        """``ids`` at positions start.. as one step each; the logits of the last ``rows`` of them ``[rows, V]``."""
+        out = [self.step(token, start + i) for i, token in enumerate(ids)]
+        return torch.stack(out[len(ids) - rows:])
 
     @torch.inference_mode()
     def step(self, token: int, pos: int) -> torch.Tensor:

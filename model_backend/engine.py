@@ -238,20 +238,20 @@ class Engine:
             pending = (block, drafts)
 
     def _forward(self, ids: list[int], start: int) -> torch.Tensor:
-        """The last position's logits: a tail of up to the CPU step's ``tail_steps`` ids as one-token steps once it
-        is built (cheaper than one eager pass over them), anything else through the eager forward."""
-        compiled = self.compiled
-        if compiled is None or len(ids) > compiled.tail_steps or not compiled.covers(start + len(ids) - 1) \
-                or not compiled.covers(start):
+        """The last position's logits: a tail of up to the CPU step's ``tail_steps`` ids through that step once it
+        is built (cheaper there than one eager pass over them), anything else through the eager forward."""
+        step = self.compiled
+        if step is None or len(ids) > step.tail_steps or not step.covers(start) \
+                or not step.covers(start + len(ids) - 1):
             return self.runner.forward(ids, start)
-        for i, token in enumerate(ids):
-            logits = compiled.step(token, start + i)
-        return logits
+        return step.run(ids, start)[-1]
 
     def _forward_all(self, ids: list[int], start: int) -> torch.Tensor:
-        """Every row's logits (a verify pass): one row compiled once it is, several rows eagerly."""
-        if len(ids) == 1 and self.compiled is not None and self.compiled.covers(start):
-            return self.compiled.step(ids[0], start).unsqueeze(0)
+        """Every row's logits (a verify pass): through the CPU step up to its ``verify_rows`` rows, else eagerly."""
+        step = self.compiled
+        if step is not None and len(ids) <= step.verify_rows and step.covers(start) \
+                and step.covers(start + len(ids) - 1):
+            return step.run(ids, start, rows=len(ids))
         return self.runner.forward_all(ids, start)
 
     def _prefill_draft_room(self, tail: int) -> int:

@@ -64,42 +64,50 @@ inline __m256 exp8(__m256 x) {  // Cephes expf: x = n ln2 + r, e^r by a degree-6
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-// y[r] = (add ? add[r] : 0) + sum_i W[r, i] x[i] for r < rows; n a multiple of 8.  Shares the enclosing parallel
-// region's threads (omp for, with its barrier).
+// For each of ``count`` input rows x_j (``x + j * n``): y_j[r] = (add ? add_j[r] : 0) + sum_i W[r, i] x_j[i], r < rows,
+// y_j and add_j at ``j * ystride``; n a multiple of 8.  W is read once: each block of four of its rows (a few KiB,
+// in L1) serves every input row.  Shares the enclosing parallel region's threads (omp for, with its barrier).
 template <bool HALF>
-void product(const void* w, const float* x, float* y, int64_t rows, int64_t n, const float* add) {
+void product(const void* w, const float* x, float* y, int64_t rows, int64_t n, const float* add, int64_t count,
+             int64_t ystride) {
 #pragma omp for schedule(static)
     for (int64_t r0 = 0; r0 < rows; r0 += 4) {
-        if (r0 + 4 <= rows) {
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-            const int64_t o0 = r0 * n, o1 = o0 + n, o2 = o1 + n, o3 = o2 + n;
-            int64_t i = 0;
-            for (; i + 16 <= n; i += 16) {
-                const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
-                a0 = _mm256_fmadd_ps(load8<HALF>(w, o0 + i), x0, a0);
-                a1 = _mm256_fmadd_ps(load8<HALF>(w, o1 + i), x0, a1);
-                a2 = _mm256_fmadd_ps(load8<HALF>(w, o2 + i), x0, a2);
-                a3 = _mm256_fmadd_ps(load8<HALF>(w, o3 + i), x0, a3);
-                b0 = _mm256_fmadd_ps(load8<HALF>(w, o0 + i + 8), x1, b0);
-                b1 = _mm256_fmadd_ps(load8<HALF>(w, o1 + i + 8), x1, b1);
-                b2 = _mm256_fmadd_ps(load8<HALF>(w, o2 + i + 8), x1, b2);
-                b3 = _mm256_fmadd_ps(load8<HALF>(w, o3 + i + 8), x1, b3);
-            }
-            if (i < n) {
-                const __m256 x0 = _mm256_loadu_ps(x + i);
-                a0 = _mm256_fmadd_ps(load8<HALF>(w, o0 + i), x0, a0);
-                a1 = _mm256_fmadd_ps(load8<HALF>(w, o1 + i), x0, a1);
-                a2 = _mm256_fmadd_ps(load8<HALF>(w, o2 + i), x0, a2);
-                a3 = _mm256_fmadd_ps(load8<HALF>(w, o3 + i), x0, a3);
-            }
-            const float s[4] = {hsum(_mm256_add_ps(a0, b0)), hsum(_mm256_add_ps(a1, b1)),
-                                hsum(_mm256_add_ps(a2, b2)), hsum(_mm256_add_ps(a3, b3))};
-            for (int k = 0; k < 4; k++) y[r0 + k] = (add ? add[r0 + k] : 0.0f) + s[k];
-        } else {
-            for (int64_t r = r0; r < rows; r++) {
-                __m256 a = _mm256_setzero_ps();
-                for (int64_t i = 0; i < n; i += 8) a = _mm256_fmadd_ps(load8<HALF>(w, r * n + i), _mm256_loadu_ps(x + i), a);
-                y[r] = (add ? add[r] : 0.0f) + hsum(a);
+        for (int64_t j = 0; j < count; j++) {
+            const float* xj = x + j * n;
+            float* yj = y + j * ystride;
+            const float* aj = add ? add + j * ystride : nullptr;
+            if (r0 + 4 <= rows) {
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+                const int64_t o0 = r0 * n, o1 = o0 + n, o2 = o1 + n, o3 = o2 + n;
+                int64_t i = 0;
+                for (; i + 16 <= n; i += 16) {
+                    const __m256 x0 = _mm256_loadu_ps(xj + i), x1 = _mm256_loadu_ps(xj + i + 8);
+                    a0 = _mm256_fmadd_ps(load8<HALF>(w, o0 + i), x0, a0);
+                    a1 = _mm256_fmadd_ps(load8<HALF>(w, o1 + i), x0, a1);
+                    a2 = _mm256_fmadd_ps(load8<HALF>(w, o2 + i), x0, a2);
+                    a3 = _mm256_fmadd_ps(load8<HALF>(w, o3 + i), x0, a3);
+                    b0 = _mm256_fmadd_ps(load8<HALF>(w, o0 + i + 8), x1, b0);
+                    b1 = _mm256_fmadd_ps(load8<HALF>(w, o1 + i + 8), x1, b1);
+                    b2 = _mm256_fmadd_ps(load8<HALF>(w, o2 + i + 8), x1, b2);
+                    b3 = _mm256_fmadd_ps(load8<HALF>(w, o3 + i + 8), x1, b3);
+                }
+                if (i < n) {
+                    const __m256 x0 = _mm256_loadu_ps(xj + i);
+                    a0 = _mm256_fmadd_ps(load8<HALF>(w, o0 + i), x0, a0);
+                    a1 = _mm256_fmadd_ps(load8<HALF>(w, o1 + i), x0, a1);
+                    a2 = _mm256_fmadd_ps(load8<HALF>(w, o2 + i), x0, a2);
+                    a3 = _mm256_fmadd_ps(load8<HALF>(w, o3 + i), x0, a3);
+                }
+                const float sums[4] = {hsum(_mm256_add_ps(a0, b0)), hsum(_mm256_add_ps(a1, b1)),
+                                       hsum(_mm256_add_ps(a2, b2)), hsum(_mm256_add_ps(a3, b3))};
+                for (int k = 0; k < 4; k++) yj[r0 + k] = (aj ? aj[r0 + k] : 0.0f) + sums[k];
+            } else {
+                for (int64_t r = r0; r < rows; r++) {
+                    __m256 a = _mm256_setzero_ps();
+                    for (int64_t i = 0; i < n; i += 8)
+                        a = _mm256_fmadd_ps(load8<HALF>(w, r * n + i), _mm256_loadu_ps(xj + i), a);
+                    yj[r] = (aj ? aj[r] : 0.0f) + hsum(a);
+                }
             }
         }
     }
@@ -131,52 +139,64 @@ void rotate(float* v, const float* cos, const float* sin, int64_t hd) {
     }
 }
 
+// ``count`` tokens at positions pos.. (each attending to every cached position up to its own), their keys/values
+// written into the cache; the logits of the last ``logit_rows`` rows into ``logits`` ([logit_rows, vocab]).
 template <bool HALF>
-void step(const Shape& s, void* const* p, const float* eps, int64_t token, int64_t pos, float* logits) {
-    const int64_t D = s.dim, H = s.heads, KV = s.kv_heads, hd = s.head_dim, F = s.ffn, T = pos + 1;
+void forward(const Shape& s, void* const* p, const float* eps, const int64_t* tokens, int64_t count, int64_t pos,
+             float* logits, int64_t logit_rows) {
+    const int64_t D = s.dim, H = s.heads, KV = s.kv_heads, hd = s.head_dim, F = s.ffn;
     const int64_t group = H / KV, qkv_rows = (H + 2 * KV) * hd;
     const void* embed = p[0];
     const void* lm_head = p[1];
     const float* final_norm = static_cast<const float*>(p[2]);
-    const float* cos = static_cast<const float*>(p[3]) + pos * hd;
-    const float* sin = static_cast<const float*>(p[4]) + pos * hd;
-    float* x = static_cast<float*>(p[5]);  // scratch: x [D], xn [max(D, F)], qkv, attention out, gate/up, scores
-    float* xn = x + D;
-    float* qkv = xn + (D > F ? D : F);
-    float* att = qkv + qkv_rows;
-    float* gu = att + H * hd;
-    float* scores = gu + 2 * F;
+    const float* cos_table = static_cast<const float*>(p[3]);
+    const float* sin_table = static_cast<const float*>(p[4]);
+    // scratch, for MAX_ROWS rows: x [D], xn [D], qkv, attention out [H * hd], gate/up [2F], act [F]; per thread
+    // one attention row [max_len]
+    float* x = static_cast<float*>(p[5]);
+    float* xn = x + count * D;
+    float* qkv = xn + count * D;
+    float* att = qkv + count * qkv_rows;
+    float* gu = att + count * H * hd;
+    float* act = gu + count * 2 * F;
+    float* rows_of_scores = act + count * F;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 #pragma omp parallel num_threads(static_cast<int>(s.threads))
     {
+        float* sc = rows_of_scores + static_cast<int64_t>(omp_get_thread_num()) * s.max_len;
 #pragma omp for schedule(static)
-        for (int64_t i = 0; i < D; i += 8) _mm256_storeu_ps(x + i, load8<HALF>(embed, token * D + i));
+        for (int64_t j = 0; j < count; j++)
+            for (int64_t i = 0; i < D; i += 8) _mm256_storeu_ps(x + j * D + i, load8<HALF>(embed, tokens[j] * D + i));
         for (int64_t l = 0; l < s.layers; l++) {
             void* const* lp = p + 6 + 8 * l;  // attention norm, q/k/v, output, MLP norm, gate/up, down, keys, values
             uint16_t* keys = static_cast<uint16_t*>(lp[6]);
             uint16_t* values = static_cast<uint16_t*>(lp[7]);
-#pragma omp single
-            rms_norm<HALF>(x, static_cast<const float*>(lp[0]), eps[2 * l], xn, D);
-            product<HALF>(lp[1], xn, qkv, qkv_rows, D, nullptr);
-#pragma omp single
-            {
-                for (int64_t h = 0; h < H + KV; h++) rotate(qkv + h * hd, cos, sin, hd);  // queries and keys
+#pragma omp for schedule(static)
+            for (int64_t j = 0; j < count; j++)
+                rms_norm<HALF>(x + j * D, static_cast<const float*>(lp[0]), eps[2 * l], xn + j * D, D);
+            product<HALF>(lp[1], xn, qkv, qkv_rows, D, nullptr, count, qkv_rows);
+#pragma omp for schedule(static)
+            for (int64_t j = 0; j < count; j++) {  // rotary on queries and keys, then keys/values into the cache
+                float* row = qkv + j * qkv_rows;
+                const float* c = cos_table + (pos + j) * hd;
+                const float* sn = sin_table + (pos + j) * hd;
+                for (int64_t h = 0; h < H + KV; h++) rotate(row + h * hd, c, sn, hd);
                 for (int64_t h = 0; h < KV; h++) {
                     for (int64_t i = 0; i < hd; i += 8) {
-                        const __m256 k = _mm256_loadu_ps(qkv + (H + h) * hd + i);
-                        const __m256 v = _mm256_loadu_ps(qkv + (H + KV + h) * hd + i);
-                        const int64_t at = (h * s.max_len + pos) * hd + i;
+                        const __m256 k = _mm256_loadu_ps(row + (H + h) * hd + i);
+                        const __m256 v = _mm256_loadu_ps(row + (H + KV + h) * hd + i);
+                        const int64_t at = (h * s.max_len + pos + j) * hd + i;
                         _mm_storeu_si128(reinterpret_cast<__m128i*>(keys + at), _mm256_cvtps_ph(k, _MM_FROUND_TO_NEAREST_INT));
                         _mm_storeu_si128(reinterpret_cast<__m128i*>(values + at), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
                     }
                 }
             }
 #pragma omp for schedule(static)
-            for (int64_t h = 0; h < H; h++) {
-                const float* q = qkv + h * hd;
+            for (int64_t hj = 0; hj < H * count; hj++) {  // one (head, row) pair: row j sees positions 0..pos + j
+                const int64_t h = hj % H, j = hj / H, T = pos + j + 1;
+                const float* q = qkv + j * qkv_rows + h * hd;
                 const uint16_t* k = keys + (h / group) * s.max_len * hd;
                 const uint16_t* v = values + (h / group) * s.max_len * hd;
-                float* sc = scores + h * s.max_len;
                 int64_t t = 0;
                 for (; t + 4 <= T; t += 4) {  // four keys at a time: four independent FMA chains
                     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -199,7 +219,7 @@ void step(const Shape& s, void* const* p, const float* eps, int64_t token, int64
                     sc[t] = hsum(a) * scale;
                 }
                 float top = -INFINITY;
-                for (int64_t j = 0; j < T; j++) top = sc[j] > top ? sc[j] : top;
+                for (int64_t u = 0; u < T; u++) top = sc[u] > top ? sc[u] : top;
                 __m256 total8 = _mm256_setzero_ps();
                 for (t = 0; t + 8 <= T; t += 8) {
                     const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + t), _mm256_set1_ps(top)));
@@ -209,21 +229,21 @@ void step(const Shape& s, void* const* p, const float* eps, int64_t token, int64
                 float total = hsum(total8);
                 if (t < T) {  // the tail: through a padded vector
                     float tail[8] = {0};
-                    for (int64_t j = t; j < T; j++) tail[j - t] = sc[j] - top;
+                    for (int64_t u = t; u < T; u++) tail[u - t] = sc[u] - top;
                     float out[8];
                     _mm256_storeu_ps(out, exp8(_mm256_loadu_ps(tail)));
-                    for (int64_t j = t; j < T; j++) {
-                        sc[j] = out[j - t];
-                        total += out[j - t];
+                    for (int64_t u = t; u < T; u++) {
+                        sc[u] = out[u - t];
+                        total += out[u - t];
                     }
                 }
                 float acc[256];  // head_dim <= 256 (checked in Python)
                 int64_t i0 = 0;
                 for (; i0 + 32 <= hd; i0 += 32) {  // 32 dimensions in four registers, over every value row
                     __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
-                    for (int64_t j = 0; j < T; j++) {
-                        const __m256 w = _mm256_set1_ps(sc[j]);
-                        const int64_t at = j * hd + i0;
+                    for (int64_t u = 0; u < T; u++) {
+                        const __m256 w = _mm256_set1_ps(sc[u]);
+                        const int64_t at = u * hd + i0;
                         o0 = _mm256_fmadd_ps(w, load8<true>(v, at), o0);
                         o1 = _mm256_fmadd_ps(w, load8<true>(v, at + 8), o1);
                         o2 = _mm256_fmadd_ps(w, load8<true>(v, at + 16), o2);
@@ -236,33 +256,36 @@ void step(const Shape& s, void* const* p, const float* eps, int64_t token, int64
                 }
                 for (; i0 < hd; i0 += 8) {
                     __m256 o = _mm256_setzero_ps();
-                    for (int64_t j = 0; j < T; j++) o = _mm256_fmadd_ps(_mm256_set1_ps(sc[j]), load8<true>(v, j * hd + i0), o);
+                    for (int64_t u = 0; u < T; u++) o = _mm256_fmadd_ps(_mm256_set1_ps(sc[u]), load8<true>(v, u * hd + i0), o);
                     _mm256_storeu_ps(acc + i0, o);
                 }
                 const __m256 inv = _mm256_set1_ps(1.0f / total);
                 for (int64_t i = 0; i < hd; i += 8) {
                     __m256 o = _mm256_mul_ps(_mm256_loadu_ps(acc + i), inv);
                     if constexpr (HALF) o = round_half(o);
-                    _mm256_storeu_ps(att + h * hd + i, o);
+                    _mm256_storeu_ps(att + j * H * hd + h * hd + i, o);
                 }
             }
-            product<HALF>(lp[2], att, x, D, H * hd, x);
-#pragma omp single
-            rms_norm<HALF>(x, static_cast<const float*>(lp[3]), eps[2 * l + 1], xn, D);
-            product<HALF>(lp[4], xn, gu, 2 * F, D, nullptr);
+            product<HALF>(lp[2], att, x, D, H * hd, x, count, D);
 #pragma omp for schedule(static)
-            for (int64_t i = 0; i < F; i += 8) {  // SiLU(gate) * up
-                const __m256 g = _mm256_loadu_ps(gu + i);
+            for (int64_t j = 0; j < count; j++)
+                rms_norm<HALF>(x + j * D, static_cast<const float*>(lp[3]), eps[2 * l + 1], xn + j * D, D);
+            product<HALF>(lp[4], xn, gu, 2 * F, D, nullptr, count, 2 * F);
+#pragma omp for schedule(static)
+            for (int64_t ji = 0; ji < count * F; ji += 8) {  // SiLU(gate) * up, F a multiple of 8
+                const int64_t j = ji / F, i = ji % F;
+                const __m256 g = _mm256_loadu_ps(gu + j * 2 * F + i);
                 const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), exp8(_mm256_sub_ps(_mm256_setzero_ps(), g))));
-                __m256 o = _mm256_mul_ps(silu, _mm256_loadu_ps(gu + F + i));
+                __m256 o = _mm256_mul_ps(silu, _mm256_loadu_ps(gu + j * 2 * F + F + i));
                 if constexpr (HALF) o = round_half(o);
-                _mm256_storeu_ps(xn + i, o);
+                _mm256_storeu_ps(act + ji, o);
             }
-            product<HALF>(lp[5], xn, x, D, F, x);
+            product<HALF>(lp[5], act, x, D, F, x, count, D);
         }
-#pragma omp single
-        rms_norm<HALF>(x, final_norm, eps[2 * s.layers], xn, D);
-        product<HALF>(lm_head, xn, logits, s.vocab, D, nullptr);
+        const int64_t first = count - logit_rows;  // only the rows whose logits are asked for
+#pragma omp for schedule(static)
+        for (int64_t j = first; j < count; j++) rms_norm<HALF>(x + j * D, final_norm, eps[2 * s.layers], xn + j * D, D);
+        product<HALF>(lm_head, xn + first * D, logits, s.vocab, D, nullptr, logit_rows, s.vocab);
     }
 }
 
@@ -271,12 +294,12 @@ void step(const Shape& s, void* const* p, const float* eps, int64_t token, int64
 // shape: layers, dim, heads, kv_heads, head_dim, ffn, vocab, max_len, half (1: half-precision weights), threads.
 // pointers: embedding, lm head, final norm, cos, sin, scratch, then per layer: attention norm, q/k/v, output,
 // MLP norm, gate/up, down, keys, values.  eps: per layer the attention then MLP norm's, then the final norm's.
-extern "C" void native_step(const int64_t* shape, void* const* pointers, const float* eps, int64_t token,
-                            int64_t pos, float* logits) {
+extern "C" void native_forward(const int64_t* shape, void* const* pointers, const float* eps, const int64_t* tokens,
+                               int64_t count, int64_t pos, float* logits, int64_t logit_rows) {
     const Shape s{shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], shape[6], shape[7], shape[8], shape[9]};
     if (s.half) {
-        step<true>(s, pointers, eps, token, pos, logits);
+        forward<true>(s, pointers, eps, tokens, count, pos, logits, logit_rows);
     } else {
-        step<false>(s, pointers, eps, token, pos, logits);
+        forward<false>(s, pointers, eps, tokens, count, pos, logits, logit_rows);
     }
 }

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("native_step.cpp")
 FLAGS = ["-O3", "-std=c++17", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC"]
+MAX_ROWS = 16  # tokens one call runs (a keystroke's prompt tail, a verify pass); longer runs go in pieces
 
 
 def cache_dir() -> Path:
@@ -101,8 +102,11 @@ class NativeStep:
         embed = runner.model.model.embed_tokens.weight.detach()
         vocab = int(runner.lm_head.weight.shape[0]) if runner.lm_head.weight is not None else 0
         self.vocab = vocab
-        scratch = torch.zeros(dim + max(dim, ffn) + (runner.n_heads + 2 * runner.n_kv) * hd + runner.n_heads * hd
-                              + 2 * ffn + runner.n_heads * runner.max_len, dtype=torch.float32)
+        # per row: x and its norm [D], q/k/v, the attention output, gate/up, the SiLU product; per thread: one
+        # attention row
+        self.max_threads = max(os.cpu_count() or 1, torch.get_num_threads())
+        per_row = 2 * dim + (runner.n_heads + 2 * runner.n_kv) * hd + runner.n_heads * hd + 3 * ffn
+        scratch = torch.zeros(MAX_ROWS * per_row + self.max_threads * runner.max_len, dtype=torch.float32)
         pointers = [address(embed, "embeddings", weight_dtype), address(runner.lm_head.weight, "lm head", weight_dtype),
                     address(runner.final_norm[0], "norm", torch.float32),
                     address(runner.cos, "rotary table", torch.float32),
@@ -127,10 +131,10 @@ class NativeStep:
         self._fn: Any = None
         self.ready = False
         self.failed: str | None = None
-        # A prompt tail up to this long runs as steps rather than one eager pass: where the steps were still the
-        # cheaper at ~1,550 cached tokens (fp16: 12 steps 4.6 ms vs eager 5.9, 16: 6.3 vs 6.5; fp32: 6 steps 5.0 vs
-        # 5.6, 8: 6.7 vs 5.9).
-        self.tail_steps = 12 if weight_dtype == torch.float16 else 6
+        # A prompt tail up to this long runs here rather than as one eager pass, and so does a verify pass of up
+        # to ``verify_rows`` rows (measured: see benchmarks/README.md, "Speed").
+        self.tail_steps = MAX_ROWS
+        self.verify_rows = MAX_ROWS
 
     def compile(self) -> bool:
         """Build (or find in the cache) and load the library; True if it is ``ready``."""
@@ -140,10 +144,10 @@ class NativeStep:
             self.failed = f"{type(exc).__name__}: {exc}"
             log.warning("building the native CPU decode step failed: %s", self.failed)
             return False
-        fn = library.native_step
+        fn = library.native_forward
         fn.restype = None
         fn.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_float),
-                       ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+                       ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64]
         self._fn = fn
         self.ready = True
         return True
@@ -154,11 +158,28 @@ class NativeStep:
 
     def step(self, token: int, pos: int) -> torch.Tensor:
         """``token``'s logits ``[V]`` at ``pos`` (where ``covers``), its keys/values written into the cache."""
-        if not 0 <= token < self.vocab:
-            raise ValueError(f"token id {token} outside the vocabulary ({self.vocab})")
-        if not 0 <= pos < self.runner.max_len:  # the library writes the cache at ``pos`` unchecked
-            raise ValueError(f"position {pos} outside the KV buffer ({self.runner.max_len})")
-        logits = torch.empty(self.vocab, dtype=torch.float32)
-        self._shape[9] = torch.get_num_threads()
-        self._fn(self._shape, self._pointers, self._eps, token, pos, logits.data_ptr())
+        return self.run([token], pos)[0]
+
+    def run(self, ids: list[int], start: int, rows: int = 1) -> torch.Tensor:
+        """``ids`` at positions start.. (each seeing the cache up to itself), their keys/values written; the logits
+        of the last ``rows`` of them ``[rows, V]``.  Up to ``MAX_ROWS`` ids a call, longer runs in pieces."""
+        if not ids or not 1 <= rows <= len(ids):
+            raise ValueError(f"{rows} rows of logits asked for {len(ids)} ids")
+        if any(not 0 <= t < self.vocab for t in ids):
+            raise ValueError(f"a token id outside the vocabulary ({self.vocab})")
+        if start < 0 or start + len(ids) > self.runner.max_len:  # the library writes the cache unchecked
+            raise ValueError(f"positions {start}..{start + len(ids) - 1} outside the KV buffer "
+                             f"({self.runner.max_len})")
+        self._shape[9] = min(torch.get_num_threads(), self.max_threads)
+        logits = torch.empty(rows, self.vocab, dtype=torch.float32)
+        done = 0
+        while done < len(ids):
+            piece = ids[done:done + MAX_ROWS]
+            left = len(ids) - done - len(piece)  # ids after this piece
+            wanted = min(len(piece), max(0, rows - left))  # of this piece's rows, those among the last ``rows``
+            tokens = (ctypes.c_int64 * len(piece))(*piece)
+            out = logits[rows - left - wanted:rows - left] if wanted else torch.empty(1, self.vocab)
+            self._fn(self._shape, self._pointers, self._eps, tokens, len(piece), start + done,
+                     out.data_ptr(), max(wanted, 1))
+            done += len(piece)
         return logits

@@ -67,6 +67,28 @@ def test_one_step_matches_the_eager_forward_anywhere_in_the_window(loaded: Any) 
         native.compiled.step(ids[0], 4096)
 
 
+def test_several_tokens_in_one_call_give_the_eager_passes_rows(loaded: Any) -> None:
+    """A prompt tail or a verify pass runs as one call of up to 16 rows (longer in pieces): each row's logits are the
+    eager pass's, each row seeing the cache up to itself, and the keys/values are written as eagerly."""
+    native, eager = engine(loaded, warm=True), engine(loaded, warm=False)
+    assert isinstance(native.compiled, NativeStep)
+    ids = torch.randint(3, 4000, (1300,), generator=torch.Generator().manual_seed(5)).tolist()
+    for e in (native, eager):
+        e.runner.forward(ids[:1200], 0)
+    for start, n in ((1200, 12), (1212, 16), (1228, 21)):  # 21: two calls
+        got = native.compiled.run(ids[start:start + n], start, rows=n)
+        want = eager.runner.forward_all(ids[start:start + n], start)
+        assert got.shape == want.shape == (n, 4096)
+        assert torch.equal(got.argmax(-1), want.argmax(-1)), (start, n)
+        assert torch.allclose(got, want, atol=2e-2), (start, n)
+        last = native.compiled.run(ids[start:start + n], start)  # the same again, only the last row's logits
+        assert last.shape == (1, 4096) and torch.allclose(last[0], got[-1], atol=1e-5)
+    end = 1249
+    for layer in range(len(native.runner.layers)):
+        assert torch.allclose(native.runner.cache.v[layer][:, :, :end].float(),
+                              eager.runner.cache.v[layer][:, :, :end].float(), atol=2e-2)
+
+
 def test_speculation_stands_down_on_the_native_step(loaded: Any, tok: CodeLlamaTokenizer) -> None:
     """A verify pass is eager and costs several native steps: with the native step, speculative requests decode
     plainly (no drafts) and give the same suggestions."""
