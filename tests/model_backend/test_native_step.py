@@ -99,6 +99,22 @@ def test_speculation_stands_down_on_the_native_step(loaded: Any, tok: CodeLlamaT
         assert b.ids == a.ids and b.timings["drafted"] == 0
 
 
+def test_native_verify_passes_keep_the_output_when_drafting_is_forced(loaded: Any, tok: CodeLlamaTokenizer,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drafting stands down on the native step by default (it loses on single lines), but its verify rows are the
+    same arithmetic as its single steps: forced on, speculation accepts drafts and changes no suggestion."""
+    plain = engine(loaded, warm=True)
+    monkeypatch.setattr(Engine, "drafts_pay", property(lambda self: True))
+    monkeypatch.setattr(Engine, "draft_while_decoding", property(lambda self: True))
+    spec = engine(loaded, warm=True, speculative=True)
+    accepted = 0
+    for req in keystrokes(tok, 6, newline=False):
+        a, b = plain.generate(req), spec.generate(req)
+        assert b.ids == a.ids and b.stop == a.stop
+        accepted += int(b.timings["accepted"])
+    assert accepted > 10
+
+
 def test_where_the_native_step_cannot_run_the_compiled_step_does(loaded: Any, tok: CodeLlamaTokenizer,
                                                                   monkeypatch: pytest.MonkeyPatch,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
