@@ -324,11 +324,12 @@ class Engine:
             self.static.capture_all(bos_id)
         # junk in the cache, forgotten just below; if building fails, the next step down (native -> compiled -> eager)
         step = self.compiled
-        if step is not None and not step.ready and not step.failed and not step.compile():
-            if isinstance(step, NativeStep):
-                self.compiled = self._cpu_step(native=False)
-                if self.compiled is not None and not self.compiled.compile():
-                    self.drafter = Drafter()
-            else:
-                self.drafter = Drafter()
+        if step is not None and not step.ready and not step.failed and not step.compile() \
+                and isinstance(step, NativeStep):
+            self.compiled = self._cpu_step(native=False)
+            if self.compiled is not None:
+                self.compiled.compile()
+        # the drafting policy of the step that decodes now (the compiled one's, or the eager step's)
+        compiled_step = isinstance(self.compiled, CompiledStep) and self.compiled.ready
+        self.drafter = Drafter(prompt_cap=0) if compiled_step else Drafter()
         self.reset()

@@ -133,6 +133,7 @@ def test_where_the_native_step_cannot_run_the_compiled_step_does(loaded: Any, to
     with caplog.at_level(logging.WARNING):
         e.warm_up(tok.bos_id)
     assert e.decode_step == "compiled" and "g++: not found" in caplog.text
+    assert e.drafter.prompt_cap == 0 and not e.draft_while_decoding  # the compiled step's drafting policy
     req = keystrokes(tok, 1)[0]
     assert e.generate(req).ids == engine(loaded, warm=False).generate(req).ids
 
