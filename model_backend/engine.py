@@ -84,10 +84,7 @@ class Engine:
             self.static.forward if self.static is not None else self._forward)
         self.forward_all: Callable[[list[int], int], torch.Tensor] = (
             self.static.forward_all if self.static is not None else self._forward_all)
-        # With the compiled one-token step a verify pass (eager, several rows) costs about four steps, which only a
-        # keystroke typed along the previous suggestion repays (its prefill pass verifies the rest of that
-        # suggestion): drafts from the prompt, and drafts while decoding, then lose (benchmarks/README.md, "Speed").
-        self.drafter = Drafter(prompt_cap=0) if isinstance(self.compiled, CompiledStep) else Drafter()
+        self.drafter = self._drafter()
 
     def _cpu_step(self, native: bool) -> CompiledStep | NativeStep | None:
         """The native step where it can run, else the Inductor-compiled one, else None (the eager step)."""
@@ -99,6 +96,14 @@ class Engine:
                 log.warning("%s decode step not available for this model (%s)", kind.__name__, exc)
         log.warning("decoding eagerly")
         return None
+
+    def _drafter(self) -> Drafter:
+        """The drafting policy of the step that decodes now.  With the compiled one-token step a verify pass (eager,
+        several rows) costs about four steps, which only a keystroke typed along the previous suggestion repays (its
+        prefill pass verifies the rest of that suggestion): drafts from the prompt, and drafts while decoding, then
+        lose (benchmarks/README.md, "Speed").  Any other step (eager, static, native) drafts from both."""
+        compiled_step = isinstance(self.compiled, CompiledStep) and self.compiled.ready
+        return Drafter(prompt_cap=0) if compiled_step else Drafter()
 
     @property
     def drafts_pay(self) -> bool:
@@ -112,7 +117,7 @@ class Engine:
     @property
     def draft_while_decoding(self) -> bool:
         """Drafts between decoded tokens pay only where a verify pass is not dear next to a step: not with the
-        compiled step (see the drafter's policy above)."""
+        compiled step (see ``_drafter``)."""
         return self.compiled is None or not self.compiled.ready
 
     @property
@@ -329,7 +334,5 @@ class Engine:
             self.compiled = self._cpu_step(native=False)
             if self.compiled is not None:
                 self.compiled.compile()
-        # the drafting policy of the step that decodes now (the compiled one's, or the eager step's)
-        compiled_step = isinstance(self.compiled, CompiledStep) and self.compiled.ready
-        self.drafter = Drafter(prompt_cap=0) if compiled_step else Drafter()
+        self.drafter = self._drafter()
         self.reset()

@@ -1,19 +1,20 @@
-// One decoded token through a Llama model on an x86-64 CPU with AVX2, FMA and F16C: the CPU's default decode step.
+// Tokens through a Llama model on an x86-64 CPU with AVX2, FMA and F16C: the CPU's default decode step (one token
+// per call while decoding; up to 16 for a prompt tail or a verify pass, each attending up to its own position).
 //
 // Why hand-written: the step is a chain of matrix-vector products and one attention row per head, and Inductor's
 // loops for them are bound by their own arithmetic (one accumulator and one horizontal sum per output row), not by
 // memory; see benchmarks/README.md, "Speed".  Here each product runs four output rows at a time with two
-// accumulators each (eight independent FMA chains share every load of the input), attention shares one pass over
-// the keys for softmax's maximum and one over the values, and the whole step is one OpenMP region: one call from
-// Python per token and a barrier per stage.
+// accumulators each (eight independent FMA chains share every load of the input), attention scores four keys at a
+// time and accumulates values 32 dimensions in registers, and the whole call is one OpenMP region: one call from
+// Python and a barrier per stage.
 //
 // Arithmetic, as the eager forward's (model_backend/llama.py): activations in float32; with half-precision weights
 // each product's input is rounded to half precision first, accumulated in float32; keys/values are stored in half
-// precision (round to nearest even, as torch's conversion).  exp is a polynomial (Cephes' expf, ~1 ulp).
+// precision (round to nearest even, as torch's conversion).  exp is Cephes' expf polynomial.
 //
 // Layout (every tensor contiguous): weights [out, in] in the weights' dtype; norms and rotary tables float32; the
 // KV cache per layer [kv_heads, max_len, head_dim] half precision.  The Python side (native_step.py) checks shapes,
-// sizes (multiples of 8) and the CPU before calling.
+// sizes (multiples of 8), token ids, positions and the CPU before calling.
 
 #include <immintrin.h>
 #include <omp.h>

@@ -4,7 +4,7 @@ Why: the one-token step is a chain of matrix-vector products plus one attention 
 (``compiled_step.py``) its product loops were bound by their own arithmetic (one accumulator and one horizontal sum
 per output row: ~16-19 G weights/s here, while the last-level cache streams several times that) and each call paid
 ~0.2 ms of Python around the kernel (guards, argument checks, ~90 buffer allocations).  The C++ step runs the same
-arithmetic with eight independent FMA chains per four output rows, one OpenMP region per token and no Python in
+arithmetic with eight independent FMA chains per four output rows, one OpenMP region per call and no Python in
 between; ``benchmarks/README.md`` ("Speed") has the figures.
 
 It is compiled here, once per source version, with the system's C++ compiler (the one Inductor also needs) into a
@@ -51,7 +51,8 @@ def cpu_supported() -> bool:
 
 
 def build() -> Path:
-    """The compiled library for this source and these flags, compiling it if it is not cached yet (~5 s)."""
+    """The compiled library for this source and these flags, compiling it if it is not cached yet (~1.5 s on the
+    2-core dev VM)."""
     source = SOURCE.read_bytes()
     compiler = os.environ.get("CXX", "g++")
     key = hashlib.sha256(source + " ".join([compiler, *FLAGS]).encode()).hexdigest()[:16]
@@ -69,15 +70,10 @@ def build() -> Path:
     return target
 
 
-def _contiguous(t: torch.Tensor, what: str) -> torch.Tensor:
-    if not t.is_contiguous():
-        raise ValueError(f"the native step needs contiguous {what}")
-    return t
-
-
 class NativeStep:
     """``native_step.cpp`` over one ``LlamaRunner``'s weights and half-precision KV cache; same interface as
-    ``compiled_step.CompiledStep`` (``compile``, ``ready``, ``covers``, ``step``).  Not thread-safe."""
+    ``compiled_step.CompiledStep`` (``compile``, ``ready``, ``failed``, ``covers``, ``step``, ``run``,
+    ``tail_steps``, ``verify_rows``).  Not thread-safe."""
 
     def __init__(self, runner: LlamaRunner) -> None:
         if runner.device.type != "cpu" or not cpu_supported():
@@ -94,9 +90,9 @@ class NativeStep:
         keep: list[torch.Tensor] = []  # every tensor whose address the library gets stays alive here
 
         def address(t: torch.Tensor | None, what: str, dtype: torch.dtype) -> int:
-            if t is None or t.dtype != dtype:
-                raise ValueError(f"the native step needs plain {dtype} {what}")
-            keep.append(_contiguous(t, what))
+            if t is None or t.dtype != dtype or not t.is_contiguous():
+                raise ValueError(f"the native step needs plain, contiguous {dtype} {what}")
+            keep.append(t)
             return int(t.data_ptr())
 
         embed = runner.model.model.embed_tokens.weight.detach()
